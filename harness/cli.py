@@ -1,0 +1,253 @@
+"""The ``harness`` command line.
+
+Exit status: 0 success; 1 the command finished but something failed (a measurement,
+an unreadable image, an unavailable codec) — the summary says what; 2 usage or input
+error (bad arguments, dataset unavailable, unreadable store); 130 interrupted (Ctrl-C;
+finished work is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import HarnessError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_STORE = Path("reports") / "results.sqlite"
+DEFAULT_CODECS = ("jpeg", "webp", "jpeg2000")
+
+EPILOG = """exit status: 0 success; 1 finished, but something failed (see the summary);
+2 usage or input error; 130 interrupted (finished work is kept)."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _parse_quality(text: str) -> float | int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    return int(value) if value.is_integer() else value
+
+
+# --- harness run ----------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import runner
+    from harness.aggregate import format_table, summarize
+    from harness.datasets import resolve_dataset
+    from harness.registry import create_codec
+    from harness.store import ResultsStore
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    jobs = args.jobs or runner.default_jobs()
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    datasets = [resolve_dataset(spec, data_dir) for spec in args.datasets]
+    for dataset in datasets:
+        for note in dataset.notes:
+            _say(f"note: {dataset.id}: {note}")
+
+    codecs, problems = [], []
+    for name in dict.fromkeys(args.codecs):
+        codec = create_codec(name)
+        available = codec.availability()
+        if not available.ok:
+            problems.append(f"codec {name} skipped: {available.reason}")
+            continue
+        codecs.append(codec)
+    qualities = {}
+    for codec in codecs:
+        wanted = args.qualities or list(codec.qualities)
+        try:
+            qualities[codec.name] = [codec.check_quality(q) for q in wanted]
+        except ValueError as exc:
+            raise UsageError(f"--qualities: {exc}") from exc
+
+    store = ResultsStore(args.store)
+    config = {"datasets": [d.id for d in datasets], "codecs": [c.name for c in codecs],
+              "qualities": qualities, "jobs": jobs}
+    run_id = store.start_run(config, _versions(codecs))
+    images = []
+    for dataset in datasets:
+        report = runner.prepare_images(dataset, store)
+        images.extend(report.images)
+        for warning in report.warnings:
+            _say(f"warning: {warning}")
+        problems.extend(f"image skipped: {error}" for error in report.errors)
+
+    tasks, cached = runner.plan(codecs, qualities, images, store)
+    _say(f"{len(images)} images x {len(codecs)} codecs: {len(tasks)} measurements to make,"
+         f" {cached} already in {store.path}")
+    started = time.perf_counter()
+    outcome = runner.execute(tasks, store, run_id, jobs, progress=not args.no_progress)
+    elapsed = time.perf_counter() - started
+
+    status = "interrupted" if outcome.interrupted else ("failed" if outcome.failed else "done")
+    store.end_run(run_id, status)
+    rows = store.rows(datasets=[d.id for d in datasets], codecs=[c.name for c in codecs],
+                      fingerprints=[c.fingerprint() for c in codecs])
+    summary = summarize(rows)
+    if not summary.empty:
+        print(format_table(summary))
+    print(f"\n{outcome.done} measured in {elapsed:.1f} s, {cached} reused;"
+          f" results in {store.path}")
+    for message, count in outcome.errors.most_common():
+        problems.append(f"{count} x {message}")
+    for problem in problems:
+        _say(f"error: {problem}")
+    store.close()
+    if outcome.interrupted:
+        _say("interrupted: finished measurements are stored; run the same command to resume")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def _versions(codecs) -> dict:
+    import numpy
+    import PIL
+
+    return {"harness": __version__, "numpy": numpy.__version__, "pillow": PIL.__version__,
+            "codecs": {c.name: c.fingerprint() for c in codecs}}
+
+
+# --- harness codecs / datasets ----------------------------------------------------------
+
+def cmd_codecs(args: argparse.Namespace) -> int:
+    from harness.registry import codec_entries, create_codec
+
+    for name, entry in codec_entries().items():
+        try:
+            codec = create_codec(name)
+        except UsageError as exc:
+            print(f"{name:12s} unavailable: {exc}")
+            continue
+        available = codec.availability()
+        state = "available" if available.ok else f"unavailable: {available.reason}"
+        points = ", ".join(f"{q:g}" for q in codec.qualities)
+        origin = "" if entry.origin == "built-in" else f" [plugin from {entry.origin}]"
+        print(f"{name:12s} {state}{origin}\n{'':12s} {codec.description}\n"
+              f"{'':12s} {codec.quality_label}: {points}")
+    return EXIT_OK
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from harness.datasets import list_manifests
+
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    for info in list_manifests(data_dir):
+        print(info.describe() if hasattr(info, "describe") else info)
+    return EXIT_OK
+
+
+# --- harness export / import ------------------------------------------------------------
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.interchange import export_store
+    from harness.store import ResultsStore
+
+    _require_store(args.store)
+    with ResultsStore(args.store) as store:
+        paths = export_store(store, args.out)
+    for path in paths:
+        print(path)
+    if not paths:
+        _say(f"nothing to export: {args.store} holds no successful measurement")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from harness.interchange import import_results
+    from harness.store import ResultsStore
+
+    with ResultsStore(args.store) as store:
+        for path in args.files:
+            info = import_results(store, path, args.dataset)
+            print(f"imported {info['name']} on {info['dataset']}: {info['points']} points")
+    return EXIT_OK
+
+
+def _require_store(path: str) -> None:
+    if not Path(path).is_file():
+        raise UsageError(f"no results store at {path}; run `harness run` first or pass --store")
+
+
+# --- parser -------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness", epilog=EPILOG,
+        description="Benchmark image codecs on real bitstreams: bpp, PSNR, MS-SSIM, timings.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", epilog=EPILOG, help="measure codecs on datasets (resumable)",
+        description="Encode and decode every image of the datasets with every codec at each"
+                    " quality, measure bpp / PSNR / MS-SSIM / times, store each result as it"
+                    " arrives, and print a table. Re-running skips what is stored.")
+    run.add_argument("--datasets", nargs="+", default=["sample"], metavar="DATASET",
+                     help="dataset names (kodak, clic, tecnick[:PHASE], tecnick-100, sample)"
+                          " or folders of images (default: sample)")
+    run.add_argument("--codecs", nargs="+", default=list(DEFAULT_CODECS), metavar="CODEC",
+                     help=f"codec names, see `harness codecs` (default: {' '.join(DEFAULT_CODECS)})")
+    run.add_argument("--qualities", nargs="+", type=_parse_quality, metavar="Q",
+                     help="quality points for every codec (default: each codec's own sweep)")
+    run.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: all cores)")
+    run.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH",
+                     help=f"SQLite results file (default: {DEFAULT_STORE})")
+    run.add_argument("--data-dir", metavar="DIR",
+                     help="dataset cache (default: $HARNESS_DATA or ~/.cache/lic-harness)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=cmd_run)
+
+    codecs = commands.add_parser("codecs", help="list codecs, quality points, availability")
+    codecs.set_defaults(handler=cmd_codecs)
+
+    datasets = commands.add_parser("datasets", help="list the known datasets")
+    datasets.add_argument("--data-dir", metavar="DIR", help="dataset cache to look in")
+    datasets.set_defaults(handler=cmd_datasets)
+
+    export = commands.add_parser(
+        "export", help="write CompressAI-style results JSON per codec and dataset")
+    export.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.set_defaults(handler=cmd_export)
+
+    imp = commands.add_parser("import", help="read CompressAI-style results JSON into the store")
+    imp.add_argument("files", nargs="+", metavar="FILE")
+    imp.add_argument("--dataset", help="dataset of the curves (default: the file's folder name)")
+    imp.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
+    imp.set_defaults(handler=cmd_import)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Idle OpenMP threads must sleep, not spin: spinning workers on a small shared
+    # machine slow each other down many times over. Set before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except HarnessError as exc:
+        _say(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

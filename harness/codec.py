@@ -1,0 +1,86 @@
+"""The contract every codec plugin implements.
+
+A codec turns an image into a real bitstream and back. Images are ``numpy.uint8``
+arrays of shape H x W x 3 (RGB); bitstreams are ``bytes`` that hold everything the
+decoder needs, so that the bits counted are the bits a user would store.
+
+A plugin subclasses :class:`Codec`, sets :attr:`Codec.name` and
+:attr:`Codec.qualities`, and implements :meth:`Codec.encode`, :meth:`Codec.decode`
+and :meth:`Codec.fingerprint`. Codecs are registered by name in
+:mod:`harness.registry` (built-ins) or through the entry-point group
+``harness.codecs`` (third-party packages).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Quality = int | float
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a codec can run here, and if not, why (a sentence naming the fix)."""
+
+    ok: bool
+    reason: str = ""
+
+
+class Codec(ABC):
+    """A lossy image codec measured by the harness.
+
+    Attributes:
+        name: the registry name, kebab-case (``jpeg``, ``webp``, ``bpg``).
+        qualities: the default quality points of a sweep, from low to high rate.
+        quality_label: what a quality number means for this codec (shown to users).
+        description: one line for ``harness codecs``.
+    """
+
+    name: str = ""
+    qualities: Sequence[Quality] = ()
+    quality_label: str = "quality"
+    description: str = ""
+
+    def availability(self) -> Availability:
+        """Say whether the codec can run on this machine. Default: it can."""
+        return Availability(True)
+
+    @abstractmethod
+    def encode(self, image: np.ndarray, quality: Quality) -> bytes:
+        """Compress ``image`` (uint8 H x W x 3 RGB) at ``quality`` into a bitstream."""
+
+    @abstractmethod
+    def decode(self, bitstream: bytes) -> np.ndarray:
+        """Reconstruct a uint8 H x W x 3 RGB image from the bitstream alone."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A string that changes whenever the codec's output may change.
+
+        It keys the results cache: versions of the libraries or binaries, settings,
+        checkpoint hashes. Use :func:`fingerprint_of` to build it.
+        """
+
+    def check_quality(self, quality: Quality) -> Quality:
+        """Return ``quality`` if this codec accepts it; raise ValueError otherwise."""
+        return quality
+
+
+def fingerprint_of(*parts: object) -> str:
+    """A short stable hash of the given parts (versions, settings)."""
+    text = "\x1f".join(str(p) for p in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise ValueError unless ``image`` follows the contract (uint8, H x W x 3)."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 numpy array, got {type(image).__name__}"
+                         f" of {getattr(image, 'dtype', '?')}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")

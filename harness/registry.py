@@ -1,0 +1,102 @@
+"""Codec registry: built-in codecs by name, third-party ones by entry point.
+
+Built-ins are named here as ``"module:attribute"`` strings and imported only when
+used, so listing codecs stays fast. A third-party package registers a codec with an
+entry point in the group ``harness.codecs``::
+
+    [project.entry-points."harness.codecs"]
+    my-codec = "my_package.codec:MyCodec"
+
+The target is a :class:`harness.codec.Codec` subclass (or any callable returning a
+Codec instance). A plugin that fails to import does not break the harness: it is
+listed as unavailable with the error, and using it raises a clear message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
+
+from harness.codec import Codec
+from harness.errors import UsageError
+
+ENTRY_POINT_GROUP = "harness.codecs"
+
+BUILTIN_CODECS: dict[str, str] = {
+    "jpeg": "harness.codecs.pillow:JPEG",
+    "jpeg-444": "harness.codecs.pillow:JPEG444",
+    "webp": "harness.codecs.pillow:WebP",
+    "jpeg2000": "harness.codecs.pillow:JPEG2000",
+}
+
+
+@dataclass(frozen=True)
+class CodecEntry:
+    """Where a codec comes from: ``target`` is ``module:attribute``."""
+
+    name: str
+    target: str
+    origin: str  # "built-in" or the distribution that provides the plugin
+
+
+@lru_cache(maxsize=1)
+def codec_entries() -> dict[str, CodecEntry]:
+    """Every known codec name, built-ins first; a plugin cannot shadow a built-in."""
+    entries = {name: CodecEntry(name, target, "built-in") for name, target in BUILTIN_CODECS.items()}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in entries:
+            continue
+        dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+        entries[ep.name] = CodecEntry(ep.name, ep.value, dist)
+    return entries
+
+
+def codec_names() -> list[str]:
+    return list(codec_entries())
+
+
+def _load_target(target: str):
+    module_name, _, attribute = target.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@lru_cache(maxsize=None)
+def create_codec(name: str) -> Codec:
+    """Return the codec registered as ``name`` (one instance per name and process).
+
+    Raises:
+        UsageError: the name is unknown (with the closest names), or its plugin
+            cannot be loaded.
+    """
+    entries = codec_entries()
+    entry = entries.get(name)
+    if entry is None:
+        close = difflib.get_close_matches(name, entries, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(
+            f"unknown codec {name!r}.{hint} Known codecs: {', '.join(entries)}"
+            " (`harness codecs` lists them with their quality points)."
+        )
+    try:
+        factory = _load_target(entry.target)
+        codec = factory()
+    except Exception as exc:  # a broken plugin must not take the harness down
+        raise UsageError(
+            f"codec {name!r} ({entry.target}, from {entry.origin}) failed to load: "
+            f"{type(exc).__name__}: {exc}. Reinstall or fix that package."
+        ) from exc
+    if not isinstance(codec, Codec):
+        raise UsageError(
+            f"codec {name!r} ({entry.target}) is not a harness.codec.Codec "
+            f"(got {type(codec).__name__})."
+        )
+    if codec.name != name:
+        # The registry name is the one users type and results are stored under.
+        codec.name = name
+    return codec

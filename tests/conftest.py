@@ -1,0 +1,37 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPO / "datasets" / "sample"
+
+
+@pytest.fixture(scope="session")
+def sample_pixels() -> np.ndarray:
+    """A real photograph (the embedded sample set's coffee.png)."""
+    with Image.open(SAMPLE_DIR / "coffee.png") as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture
+def photo_folder(tmp_path, sample_pixels) -> Path:
+    """A folder dataset of two small real-photo crops (fast to encode)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(sample_pixels[:192, :256]).save(folder / "a.png")
+    Image.fromarray(sample_pixels[100:292, 200:456]).save(folder / "b.png")
+    return folder
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m harness ...` as a user would, in a subprocess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,139 @@
+"""The command line as a user calls it: subprocesses, real codecs, real SQLite files."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from PIL import Image
+
+from tests.conftest import run_cli
+
+
+def _rows(store):
+    with sqlite3.connect(store) as db:
+        return db.execute("SELECT codec_fingerprint, quality, image_hash, bytes, created"
+                          " FROM results ORDER BY 1, 2, 3").fetchall()
+
+
+def test_run_prints_a_table_and_resumes_from_the_store(tmp_path, photo_folder):
+    store = tmp_path / "r.sqlite"
+    args = ["run", "--datasets", str(photo_folder), "--codecs", "jpeg", "webp",
+            "--qualities", "30", "70", "--jobs", "2", "--store", str(store), "--no-progress"]
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "8 measurements to make, 0 already" in first.stderr
+    lines = [line for line in first.stdout.splitlines() if line.startswith("folder:photos")]
+    assert len(lines) == 4  # 2 codecs x 2 qualities, means over 2 images
+    assert all(" 2 " in line for line in lines)
+    rows = _rows(store)
+    assert len(rows) == 8 and all(r[3] > 0 for r in rows)
+
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "0 measurements to make, 8 already" in again.stderr
+    assert _rows(store) == rows  # nothing re-measured
+
+
+def test_export_and_import_compressai_json(tmp_path, photo_folder):
+    store = tmp_path / "r.sqlite"
+    ran = run_cli("run", "--datasets", str(photo_folder), "--codecs", "jpeg", "--qualities",
+                  "80", "20", "50", "--jobs", "1", "--store", str(store), "--no-progress")
+    assert ran.returncode == 0, ran.stderr
+    out = tmp_path / "json"
+    exported = run_cli("export", "--store", str(store), "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    (path,) = out.glob("*/*.json")
+    document = json.loads(path.read_text())
+    assert document["name"] == "jpeg"
+    results = document["results"]
+    assert results["quality"] == [20, 50, 80]  # sorted by rate
+    assert results["bpp"] == sorted(results["bpp"])
+    assert len(results["psnr-rgb"]) == len(results["ms-ssim-rgb"]) == 3
+
+    other = tmp_path / "other.sqlite"
+    imported = run_cli("import", str(path), "--dataset", "photos", "--store", str(other))
+    assert imported.returncode == 0, imported.stderr
+    assert "imported jpeg on photos: 3 points" in imported.stdout
+
+
+def test_a_corrupt_image_is_an_error_row_and_the_run_goes_on(tmp_path, photo_folder):
+    (photo_folder / "broken.png").write_bytes((photo_folder / "a.png").read_bytes()[:300])
+    (photo_folder / "empty.jpg").write_bytes(b"")
+    store = tmp_path / "r.sqlite"
+    result = run_cli("run", "--datasets", str(photo_folder), "--codecs", "jpeg", "--qualities",
+                     "50", "--jobs", "1", "--store", str(store), "--no-progress")
+    assert result.returncode == 1
+    assert "image skipped: folder:photos/broken.png" in result.stderr
+    assert "image skipped: folder:photos/empty.jpg" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(_rows(store)) == 2  # the two good images were measured
+
+
+def test_unknown_dataset_and_codec_are_usage_errors(tmp_path):
+    bad_dataset = run_cli("run", "--datasets", "kodakk", "--store", str(tmp_path / "r.sqlite"))
+    assert bad_dataset.returncode == 2
+    assert "kodak" in bad_dataset.stderr and "Traceback" not in bad_dataset.stderr
+    bad_codec = run_cli("run", "--codecs", "jpg", "--store", str(tmp_path / "r.sqlite"))
+    assert bad_codec.returncode == 2
+    assert "unknown codec 'jpg'" in bad_codec.stderr and "jpeg" in bad_codec.stderr
+
+
+def test_codecs_lists_builtins_with_quality_points():
+    listed = run_cli("codecs")
+    assert listed.returncode == 0
+    for name in ("jpeg", "jpeg-444", "webp", "jpeg2000"):
+        assert f"\n{name} " in "\n" + listed.stdout
+    assert "target PSNR in dB: 26, 28" in listed.stdout
+
+
+def test_help_everywhere():
+    for command in ([], ["run"], ["codecs"], ["datasets"], ["export"], ["import"]):
+        shown = run_cli(*command, "--help")
+        assert shown.returncode == 0 and "usage: harness" in shown.stdout
+    assert "exit status" in run_cli("run", "--help").stdout
+
+
+def test_sigkill_loses_nothing_and_resume_completes(tmp_path, sample_pixels):
+    """Kill a running `harness run` (and its workers) mid-way; nothing finished is lost."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(sample_pixels[i * 40:i * 40 + 256, i * 60:i * 60 + 320]).save(
+            folder / f"p{i}.png")
+    store = tmp_path / "r.sqlite"
+    args = [sys.executable, "-m", "harness", "run", "--datasets", str(folder), "--codecs",
+            "jpeg", "webp", "jpeg2000", "--jobs", "2", "--store", str(store), "--no-progress"]
+    expected = 4 * (10 + 10 + 8)
+    process = subprocess.Popen(args, cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if store.exists() and 10 <= _count(store):
+                break
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    before = _rows(store)
+    assert 10 <= len(before) < expected, "the kill came too late to test a resume"
+
+    resumed = run_cli(*args[3:], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    after = _rows(store)
+    assert len(after) == expected == len({r[:3] for r in after})  # complete, no duplicates
+    assert set(before) <= set(after)  # every row kept exactly as it was
+    assert f"{expected - len(before)} measurements to make, {len(before)} already" \
+        in resumed.stderr
+
+
+def _count(store):
+    try:
+        with sqlite3.connect(store, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
