@@ -139,11 +139,13 @@ def cmd_codecs(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from harness.datasets import list_manifests
+    from harness.datasets import default_data_dir, list_manifests
 
-    data_dir = Path(args.data_dir) if args.data_dir else None
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     for info in list_manifests(data_dir):
-        print(info.describe() if hasattr(info, "describe") else info)
+        print(info.describe())
+    print(f"\ndata dir: {data_dir} (--data-dir, or $HARNESS_DATA); any folder of images"
+          " works too: --datasets ./my_images")
     return EXIT_OK
 
 
@@ -198,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="dataset names (kodak, clic, tecnick[:PHASE], tecnick-100, sample)"
                           " or folders of images (default: sample)")
     run.add_argument("--codecs", nargs="+", default=list(DEFAULT_CODECS), metavar="CODEC",
-                     help=f"codec names, see `harness codecs` (default: {' '.join(DEFAULT_CODECS)})")
+                     help="codec names, see `harness codecs`"
+                          f" (default: {' '.join(DEFAULT_CODECS)})")
     run.add_argument("--qualities", nargs="+", type=_parse_quality, metavar="Q",
                      help="quality points for every codec (default: each codec's own sweep)")
     run.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: all cores)")

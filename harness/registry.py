@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.metadata import entry_points
 
 from harness.codec import Codec
@@ -45,7 +45,8 @@ class CodecEntry:
 @lru_cache(maxsize=1)
 def codec_entries() -> dict[str, CodecEntry]:
     """Every known codec name, built-ins first; a plugin cannot shadow a built-in."""
-    entries = {name: CodecEntry(name, target, "built-in") for name, target in BUILTIN_CODECS.items()}
+    entries = {name: CodecEntry(name, target, "built-in")
+               for name, target in BUILTIN_CODECS.items()}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in entries:
             continue
@@ -66,7 +67,7 @@ def _load_target(target: str):
     return obj
 
 
-@lru_cache(maxsize=None)
+@cache
 def create_codec(name: str) -> Codec:
     """Return the codec registered as ``name`` (one instance per name and process).
 

@@ -21,7 +21,7 @@ import socket
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import StoreError
@@ -126,7 +126,7 @@ class ImageRecord:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _sql_float(value: float | None) -> float | None:
