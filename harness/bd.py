@@ -82,7 +82,7 @@ def msssim_to_db(x):
     if np.any(bad):
         value = arr.reshape(-1)[int(np.argmax(bad.reshape(-1)))]
         raise BDInputError(
-            f"MS-SSIM value {value!r} has no finite dB value; "
+            f"MS-SSIM value {float(value)!r} has no finite dB value; "
             "MS-SSIM must be finite and below 1"
         )
     db = -10.0 * np.log10(1.0 - arr)
@@ -250,13 +250,14 @@ def _curve(name: str, rate: object, quality: object, method: str) -> tuple[np.nd
         if bad.size:
             i = int(bad[0])
             raise BDInputError(
-                f"{name} curve: {what} of point {i} is {arr[i]!r}; "
+                f"{name} curve: {what} of point {i} is {float(arr[i])!r}; "
                 "rates and qualities must be finite numbers"
             )
     bad = np.flatnonzero(r <= 0)
     if bad.size:
         i = int(bad[0])
-        raise BDInputError(f"{name} curve: rate of point {i} is {r[i]!r}; rates must be positive")
+        raise BDInputError(
+            f"{name} curve: rate of point {i} is {float(r[i])!r}; rates must be positive")
     order = np.argsort(r, kind="stable")
     r, q = r[order], q[order]
     dup = np.flatnonzero(np.diff(r) == 0)
@@ -264,7 +265,7 @@ def _curve(name: str, rate: object, quality: object, method: str) -> tuple[np.nd
         k = int(dup[0])
         first, second = sorted((int(order[k]), int(order[k + 1])))
         raise BDInputError(
-            f"{name} curve: points {first} and {second} have the same rate {r[k]!r}; "
+            f"{name} curve: points {first} and {second} have the same rate {float(r[k])!r}; "
             "rates must be distinct"
         )
     return r, q
@@ -284,9 +285,9 @@ def _check_quality_axis(name: str, rate: np.ndarray, quality: np.ndarray, method
     if bad.size:
         k = int(bad[0])
         raise BDInputError(
-            f"{name} curve: quality does not increase strictly with rate (rate {rate[k]!r} "
-            f"has quality {quality[k]!r}, rate {rate[k + 1]!r} has quality "
-            f"{quality[k + 1]!r}); method {method!r} BD-rate needs quality strictly "
+            f"{name} curve: quality does not increase strictly with rate (rate {float(rate[k])!r} "
+            f"has quality {float(quality[k])!r}, rate {float(rate[k + 1])!r} has quality "
+            f"{float(quality[k + 1])!r}); method {method!r} BD-rate needs quality strictly "
             "increasing with rate. Fix or remove the point: it is not re-sorted or filtered"
         )
 

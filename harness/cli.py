@@ -177,6 +177,74 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- harness bd -------------------------------------------------------------------------
+
+def collect_curves(args: argparse.Namespace, datasets: list[str] | None = None) -> list:
+    """Curves from the store (measured and imported), result files and published names."""
+    from harness.curves import (
+        curve_from_file,
+        imported_curves,
+        measured_curves,
+        published_curves,
+    )
+    from harness.store import ResultsStore
+
+    curves = []
+    if Path(args.store).is_file():
+        with ResultsStore(args.store) as store:
+            curves += measured_curves(store, datasets=datasets, codecs=args.codecs)
+            curves += imported_curves(store)
+    elif args.store != str(DEFAULT_STORE):
+        _require_store(args.store)
+    for item in args.files or ():
+        dataset, _, path = item.rpartition("=")
+        curves.append(curve_from_file(path, dataset or Path(path).resolve().parent.name))
+    in_play = datasets or list(dict.fromkeys(c.dataset for c in curves))
+    if args.published:
+        found = published_curves(in_play, args.published)
+        if not found:
+            raise UsageError(f"no published curve named {', '.join(args.published)} on"
+                             f" {', '.join(in_play) or 'these datasets'}")
+        curves += found
+    if datasets:
+        curves = [c for c in curves if c.dataset in datasets]
+    return curves
+
+
+def cmd_bd(args: argparse.Namespace) -> int:
+    from harness.curves import bd_table
+
+    curves = collect_curves(args, args.datasets)
+    if not curves:
+        raise UsageError("no curves to compare: run `harness run` first, or pass --files or"
+                         " --published")
+    table = bd_table(curves, anchor=args.anchor, metrics=args.metrics, method=args.method)
+    if table.empty:
+        _say("no comparison could be made (one curve per dataset?)")
+        return EXIT_FAILED
+    if args.format == "csv":
+        print(table.to_csv(index=False), end="")
+    else:
+        print(_format_bd_text(table))
+    return EXIT_FAILED if table["bd_rate"].isna().all() else EXIT_OK
+
+
+def _format_bd_text(table) -> str:
+    blocks = []
+    for (dataset, metric), group in table.groupby(["dataset", "metric"], sort=False):
+        quality = "BD-PSNR dB" if metric == "psnr" else "BD-MS-SSIM dB"
+        lines = [f"{dataset} / {metric}: BD against {group['anchor'].iloc[0]}"
+                 f" ({group['method'].iloc[0]})",
+                 f"  {'codec':40s} {'BD-rate %':>10s} {quality:>14s}  points"]
+        for row in group.itertuples(index=False):
+            lines.append(f"  {row.codec:40s} {row.bd_rate:10.2f} {row.bd_quality:14.3f}"
+                         f"  {row.points:6d}")
+            if row.warning:
+                lines.append(f"    note: {row.warning}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def _require_store(path: str) -> None:
     if not Path(path).is_file():
         raise UsageError(f"no results store at {path}; run `harness run` first or pass --store")
@@ -224,6 +292,27 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
     export.add_argument("--out", required=True, metavar="DIR")
     export.set_defaults(handler=cmd_export)
+
+    bd = commands.add_parser(
+        "bd", epilog=EPILOG, help="BD-rate / BD-PSNR table against an anchor",
+        description="Bjontegaard deltas of every curve against an anchor, per dataset and"
+                    " metric (MS-SSIM in dB), from the store, results JSON files and published"
+                    " curves, mixed freely.")
+    bd.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
+    bd.add_argument("--files", nargs="+", metavar="[DATASET=]FILE",
+                    help="CompressAI-style results JSON (dataset: the file's folder name)")
+    bd.add_argument("--published", nargs="+", metavar="NAME",
+                    help="published curves to include (vtm, bpg, stf, tcm, jpeg ...)")
+    bd.add_argument("--datasets", nargs="+", metavar="DATASET", help="only these datasets")
+    bd.add_argument("--codecs", nargs="+", metavar="CODEC", help="only these measured codecs")
+    bd.add_argument("--anchor", metavar="NAME",
+                    help="anchor curve (e.g. vtm@published, jpeg); default: VTM, else BPG,"
+                         " else JPEG")
+    bd.add_argument("--method", default="pchip", choices=["pchip", "akima", "cubic"])
+    bd.add_argument("--metrics", nargs="+", default=["psnr", "ms-ssim"],
+                    choices=["psnr", "ms-ssim"])
+    bd.add_argument("--format", default="text", choices=["text", "csv"])
+    bd.set_defaults(handler=cmd_bd)
 
     imp = commands.add_parser("import", help="read CompressAI-style results JSON into the store")
     imp.add_argument("files", nargs="+", metavar="FILE")

@@ -14,56 +14,29 @@ CompressAI, papers' repositories or other runs, older key names (``psnr``,
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from pathlib import Path
 
 from harness import __version__
-from harness.aggregate import summarize
 from harness.errors import UsageError
 from harness.store import ResultsStore
 
-# harness column -> CompressAI results key
-EXPORT_KEYS = {
-    "quality": "quality",
-    "bpp": "bpp",
-    "psnr": "psnr-rgb",
-    "ms_ssim": "ms-ssim-rgb",
-    "ms_ssim_db": "ms-ssim-rgb-db",
-    "encode_s": "encoding_time",
-    "decode_s": "decoding_time",
-}
-# keys CompressAI and papers use -> our canonical key
+QUALITY_KEYS = ("psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb")
+# keys older files use -> the current key
 _ALIASES = {"psnr": "psnr-rgb", "ms-ssim": "ms-ssim-rgb", "msssim": "ms-ssim-rgb"}
 
 
-def _json_number(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
 def export_store(store: ResultsStore, out_dir: str | os.PathLike) -> list[Path]:
-    """Write one results JSON per codec (and fingerprint) and dataset; return the paths."""
-    summary = summarize(store.rows())
+    """Write one results JSON per measured curve (codec and dataset); return the paths."""
+    from harness.curves import measured_curves
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    fingerprints_per_codec = summary.groupby("codec")["codec_fingerprint"].nunique()
-    for (dataset, codec, fingerprint), curve in summary.groupby(
-            ["dataset", "codec", "codec_fingerprint"], sort=True):
-        curve = curve[curve["images"] > 0].sort_values("bpp")
-        if curve.empty:
-            continue
-        name = codec if fingerprints_per_codec[codec] == 1 else f"{codec}@{fingerprint}"
-        document = {
-            "name": name,
-            "description": (f"{codec} (fingerprint {fingerprint}) on {dataset}, measured by"
-                            f" lic-harness {__version__}; means over {int(curve['images'].max())}"
-                            " images of per-image values"),
-            "results": {key: [_json_number(float(v)) for v in curve[column]]
-                        for column, key in EXPORT_KEYS.items()},
-        }
-        path = out / _safe_name(dataset) / f"{_safe_name(name)}.json"
+    for curve in measured_curves(store):
+        document = curve.to_results_json()
+        document["description"] += f"; lic-harness {__version__}, means of per-image values"
+        path = out / _safe_name(curve.dataset) / f"{_safe_name(curve.name)}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(document, indent=2) + "\n")
@@ -95,8 +68,8 @@ def read_results_json(path: str | os.PathLike) -> dict:
     lengths = {key: len(value) for key, value in normalised.items() if isinstance(value, list)}
     if len(set(lengths.values())) > 1:
         raise UsageError(f"{path}: the results lists differ in length: {lengths}")
-    if not any(key in normalised for key in ("psnr-rgb", "ms-ssim-rgb")):
-        raise UsageError(f"{path}: results have no psnr-rgb or ms-ssim-rgb list")
+    if not any(key in normalised for key in QUALITY_KEYS):
+        raise UsageError(f"{path}: results have none of {', '.join(QUALITY_KEYS)}")
     name = document.get("name") or path.stem
     return {"name": str(name), "description": str(document.get("description", "")),
             "results": normalised}
