@@ -43,7 +43,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness import runner
     from harness.aggregate import format_table, summarize
     from harness.datasets import resolve_dataset
-    from harness.registry import create_codec
     from harness.store import ResultsStore
 
     if args.jobs is not None and args.jobs < 1:
@@ -55,26 +54,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         for note in dataset.notes:
             _say(f"note: {dataset.id}: {note}")
 
-    codecs, problems = [], []
-    for name in dict.fromkeys(args.codecs):
-        codec = create_codec(name)
-        available = codec.availability()
-        if not available.ok:
-            problems.append(f"codec {name} skipped: {available.reason}")
-            continue
-        codecs.append(codec)
-    qualities = {}
-    for codec in codecs:
-        wanted = args.qualities or list(codec.qualities)
-        try:
-            qualities[codec.name] = [codec.check_quality(q) for q in wanted]
-        except ValueError as exc:
-            raise UsageError(f"--qualities: {exc}") from exc
-
+    codecs, qualities, problems = prepare_codecs(args)
     store = ResultsStore(args.store)
-    config = {"datasets": [d.id for d in datasets], "codecs": [c.name for c in codecs],
-              "qualities": qualities, "jobs": jobs}
-    run_id = store.start_run(config, _versions(codecs))
+    config = {"datasets": [d.id for d in datasets], "codecs": [c.name for _, c in codecs],
+              "qualities": qualities, "jobs": jobs,
+              "options": {c.name: dict(spec.options) for spec, c in codecs if spec.options}}
+    run_id = store.start_run(config, _versions([c for _, c in codecs]))
     images = []
     for dataset in datasets:
         report = runner.prepare_images(dataset, store)
@@ -92,8 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     status = "interrupted" if outcome.interrupted else ("failed" if outcome.failed else "done")
     store.end_run(run_id, status)
-    rows = store.rows(datasets=[d.id for d in datasets], codecs=[c.name for c in codecs],
-                      fingerprints=[c.fingerprint() for c in codecs])
+    rows = store.rows(datasets=[d.id for d in datasets], codecs=[c.name for _, c in codecs],
+                      fingerprints=[c.fingerprint() for _, c in codecs])
     summary = summarize(rows)
     if not summary.empty:
         print(format_table(summary))
@@ -108,6 +93,57 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say("interrupted: finished measurements are stored; run the same command to resume")
         return EXIT_INTERRUPTED
     return EXIT_FAILED if problems else EXIT_OK
+
+
+def prepare_codecs(args: argparse.Namespace):
+    """The codecs a command asked for, each with its quality points ready to run here.
+
+    Returns ``[(spec, codec)]``, ``{name: qualities}`` and the problems met (an
+    unavailable codec or quality is left out, with the reason).
+    """
+    from harness.runner import CodecSpec
+
+    names = list(dict.fromkeys(args.codecs))
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint and len(names) != 1:
+        raise UsageError("--checkpoint needs exactly one codec in --codecs (its architecture)")
+    codecs, qualities, problems = [], {}, []
+    for name in names:
+        spec = CodecSpec(name)
+        codec = spec.create()
+        options = {"checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+                   "device": getattr(args, "device", None)}
+        options = {k: v for k, v in options.items() if v is not None}
+        refused = set(options) - set(codec.accepted_options)
+        if "checkpoint" in refused:
+            raise UsageError(f"codec {name} takes no --checkpoint (it is not a learned codec)")
+        options = {k: v for k, v in options.items() if k not in refused}
+        if options:
+            spec = CodecSpec(name, tuple(sorted(options.items())))
+            codec = spec.create()
+        available = codec.availability()
+        if not available.ok:
+            problems.append(f"codec {codec.name} skipped: {available.reason}")
+            continue
+        wanted = args.qualities or ([1] if checkpoint else list(codec.qualities))
+        if checkpoint and len(wanted) != 1:
+            raise UsageError("--checkpoint is one rate point: give at most one --qualities value")
+        ready = []
+        for quality in wanted:
+            try:
+                quality = codec.check_quality(quality)
+            except ValueError as exc:
+                raise UsageError(f"--qualities: {exc}") from exc
+            try:
+                codec.prepare(quality)
+            except HarnessError as exc:
+                problems.append(f"{codec.name} q={quality:g} skipped: {exc}")
+                continue
+            ready.append(quality)
+        if ready:
+            codecs.append((spec, codec))
+            qualities[codec.name] = ready
+    return codecs, qualities, problems
 
 
 def _versions(codecs) -> dict:
@@ -245,6 +281,77 @@ def _format_bd_text(table) -> str:
     return "\n\n".join(blocks)
 
 
+# --- harness checkpoints / verify -------------------------------------------------------------
+
+def cmd_checkpoints(args: argparse.Namespace) -> int:
+    from harness import checkpoints as ck
+
+    if args.action == "add":
+        path = Path(args.path).resolve()
+        sha256 = ck.sha256_of(path) if path.is_file() else None
+        if sha256 is None:
+            raise UsageError(f"{path} does not exist")
+        ck.read_state_dict(path)  # refuse unsafe or unreadable files now, not at run time
+        manifest = ck.manifest_for(args.codec) or ck.Manifest(args.codec, [])
+        manifest.entries = [e for e in manifest.entries if e.quality != float(args.quality)]
+        manifest.entries.append(ck.CheckpointEntry(float(args.quality), str(path), args.url,
+                                                   sha256, args.metric, args.lmbda))
+        written = ck.write_manifest(manifest)
+        print(f"{args.codec} q={args.quality:g}: {path} (sha256 {sha256[:16]}...) -> {written}")
+        return EXIT_OK
+    folder = ck.manifests_dir()
+    paths = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+    if args.codec:
+        paths = [p for p in paths if p.stem in args.codec]
+    if not paths:
+        print(f"no checkpoint manifests in {folder} ($HARNESS_CHECKPOINTS)")
+        return EXIT_OK if args.action == "list" else EXIT_FAILED
+    failed = False
+    for path in paths:
+        manifest = ck.read_manifest(path)
+        print(f"{manifest.codec} ({path})")
+        for entry in sorted(manifest.entries, key=lambda e: e.quality):
+            where = entry.path or entry.url
+            state = ""
+            if args.action == "verify":
+                try:
+                    ck.verify_entry(entry, manifest.codec)
+                    ck.read_state_dict(entry.path)
+                    state = "ok"
+                except HarnessError as exc:
+                    state, failed = f"FAILED: {exc}", True
+            print(f"  q={entry.quality:g}  {where}  {state}".rstrip())
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from harness.codecs.learned import LearnedCodec
+    from harness.datasets import resolve_dataset
+    from harness.images import load_image
+    from harness.verify import format_checks, verify_quality
+
+    args.codecs = [args.codec]
+    (codecs, qualities, problems) = prepare_codecs(args)
+    for problem in problems:
+        _say(f"error: {problem}")
+    if not codecs:
+        return EXIT_USAGE  # the codec or its checkpoint cannot be used at all
+    ((spec, codec),) = codecs
+    if not isinstance(codec, LearnedCodec):
+        raise UsageError(f"harness verify checks learned codecs; {args.codec} is not one")
+    dataset = resolve_dataset(args.dataset)
+    images = [(ref.image_id, load_image(ref.path).pixels) for ref in dataset.images[:args.images]]
+    if args.crop:
+        images = [(i, p[:args.crop, :args.crop]) for i, p in images]
+    checks = []
+    for quality in qualities[codec.name]:
+        checks.append(verify_quality(codec, spec.name, dict(spec.options), quality, images,
+                                     args.tolerance_db))
+        _say(f"q={quality:g}: {'ok' if checks[-1].ok else 'FAILED'}")
+    print(format_checks(checks))
+    return EXIT_OK if all(c.ok for c in checks) and not problems else EXIT_FAILED
+
+
 def _require_store(path: str) -> None:
     if not Path(path).is_file():
         raise UsageError(f"no results store at {path}; run `harness run` first or pass --store")
@@ -273,6 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--qualities", nargs="+", type=_parse_quality, metavar="Q",
                      help="quality points for every codec (default: each codec's own sweep)")
     run.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: all cores)")
+    run.add_argument("--checkpoint", metavar="PATH",
+                     help="run one checkpoint of a learned codec (one rate point; --codecs"
+                          " names its architecture)")
+    run.add_argument("--device", metavar="DEVICE",
+                     help="torch device of learned codecs: cpu (default) or cuda")
     run.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH",
                      help=f"SQLite results file (default: {DEFAULT_STORE})")
     run.add_argument("--data-dir", metavar="DIR",
@@ -313,6 +425,36 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=["psnr", "ms-ssim"])
     bd.add_argument("--format", default="text", choices=["text", "csv"])
     bd.set_defaults(handler=cmd_bd)
+
+    ckpt = commands.add_parser("checkpoints", help="register, list and verify checkpoints")
+    ckpt_actions = ckpt.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = ckpt_actions.add_parser("add", help="register a checkpoint file for a quality point")
+    add.add_argument("codec")
+    add.add_argument("--quality", type=_parse_quality, required=True)
+    add.add_argument("--path", required=True, metavar="FILE")
+    add.add_argument("--url", help="where the file was published")
+    add.add_argument("--metric", choices=["mse", "ms-ssim"])
+    add.add_argument("--lambda", dest="lmbda", type=float, metavar="L")
+    for action in ("list", "verify"):
+        sub = ckpt_actions.add_parser(action, help=f"{action} the registered checkpoints")
+        sub.add_argument("codec", nargs="*")
+    ckpt.set_defaults(handler=cmd_checkpoints)
+
+    verify = commands.add_parser(
+        "verify", epilog=EPILOG, help="check a learned codec decodes from its bytes alone",
+        description="Per quality on a few images: decoded output vs the forward"
+                    " reconstruction, identical bytes from two encodes, decoding in a fresh"
+                    " process, estimated vs real bpp, header overhead, timings.")
+    verify.add_argument("codec")
+    verify.add_argument("--checkpoint", metavar="PATH")
+    verify.add_argument("--qualities", nargs="+", type=_parse_quality, metavar="Q")
+    verify.add_argument("--dataset", default="sample", help="images to use (default: sample)")
+    verify.add_argument("--images", type=int, default=2, help="how many images (default 2)")
+    verify.add_argument("--crop", type=int, metavar="PX", help="crop images to PX x PX first")
+    verify.add_argument("--tolerance-db", type=float, default=40.0,
+                        help="least PSNR between decoded and forward output (default 40)")
+    verify.add_argument("--device", metavar="DEVICE")
+    verify.set_defaults(handler=cmd_verify)
 
     imp = commands.add_parser("import", help="read CompressAI-style results JSON into the store")
     imp.add_argument("files", nargs="+", metavar="FILE")

@@ -36,6 +36,8 @@ class Codec(ABC):
 
     Attributes:
         name: the registry name, kebab-case (``jpeg``, ``webp``, ``bpg``).
+        accepted_options: the keyword arguments its constructor takes, passed from
+            the command line (``checkpoint``, ``device``).
         qualities: the default quality points of a sweep, from low to high rate.
         quality_label: what a quality number means for this codec (shown to users).
         description: one line for ``harness codecs``.
@@ -45,6 +47,7 @@ class Codec(ABC):
     qualities: Sequence[Quality] = ()
     quality_label: str = "quality"
     description: str = ""
+    accepted_options: tuple[str, ...] = ()  # constructor keywords, e.g. ("checkpoint",)
 
     def availability(self) -> Availability:
         """Say whether the codec can run on this machine. Default: it can."""
@@ -69,6 +72,21 @@ class Codec(ABC):
     def check_quality(self, quality: Quality) -> Quality:
         """Return ``quality`` if this codec accepts it; raise ValueError otherwise."""
         return quality
+
+    def prepare(self, quality: Quality) -> None:
+        """Get ready to run ``quality`` here (download weights, say), in the parent process.
+
+        Raises:
+            CodecUnavailable: this quality cannot run here; the message names the fix.
+        """
+        return None
+
+    def warm_up(self, quality: Quality) -> None:
+        """Load what ``quality`` needs before its first timed call (once per process).
+
+        Timings exclude this: model loading, first-call allocations, starting a container.
+        """
+        return None
 
 
 def fingerprint_of(*parts: object) -> str:

@@ -30,7 +30,21 @@ BUILTIN_CODECS: dict[str, str] = {
     "jpeg-444": "harness.codecs.pillow:JPEG444",
     "webp": "harness.codecs.pillow:WebP",
     "jpeg2000": "harness.codecs.pillow:JPEG2000",
+    "bpg": "harness.codecs.external:BPG",
+    "vtm": "harness.codecs.external:VTM",
+    "x265": "harness.codecs.external:X265",
+    "avif": "harness.codecs.external:AVIF",
+    "jpegxl": "harness.codecs.external:JPEGXL",
+    "webp-cli": "harness.codecs.external:WebPCLI",
+    "jpeg2000-cli": "harness.codecs.external:JPEG2000CLI",
 }
+# CompressAI's zoo, MSE- and MS-SSIM-trained: "bmshj2018-hyperprior", "mbt2018-ms-ssim" ...
+BUILTIN_CODECS.update({
+    f"{arch}{suffix}": f"harness.codecs.learned:ZOO_CODECS[{arch}{suffix}]"
+    for arch in ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018",
+                 "cheng2020-anchor", "cheng2020-attn")
+    for suffix in ("", "-ms-ssim")
+})
 
 
 @dataclass(frozen=True)
@@ -60,21 +74,30 @@ def codec_names() -> list[str]:
 
 
 def _load_target(target: str):
+    """Import ``module:attribute`` (``module:mapping[key]`` picks one entry of a dict)."""
     module_name, _, attribute = target.partition(":")
+    attribute, _, key = attribute.partition("[")
     obj = importlib.import_module(module_name)
     for part in attribute.split("."):
         obj = getattr(obj, part)
-    return obj
+    return obj[key.rstrip("]")] if key else obj
 
 
-@cache
-def create_codec(name: str) -> Codec:
-    """Return the codec registered as ``name`` (one instance per name and process).
+def create_codec(name: str, **options) -> Codec:
+    """Return the codec registered as ``name`` (one instance per name, options and process).
+
+    ``options`` go to the codec's constructor (e.g. ``checkpoint=PATH``, ``device="cuda"``
+    for learned codecs); a codec that takes none refuses them.
 
     Raises:
         UsageError: the name is unknown (with the closest names), or its plugin
             cannot be loaded.
     """
+    return _create_codec(name, tuple(sorted(options.items())))
+
+
+@cache
+def _create_codec(name: str, options: tuple) -> Codec:
     entries = codec_entries()
     entry = entries.get(name)
     if entry is None:
@@ -86,7 +109,7 @@ def create_codec(name: str) -> Codec:
         )
     try:
         factory = _load_target(entry.target)
-        codec = factory()
+        codec = factory(**dict(options))
     except Exception as exc:  # a broken plugin must not take the harness down
         raise UsageError(
             f"codec {name!r} ({entry.target}, from {entry.origin}) failed to load: "
@@ -97,7 +120,7 @@ def create_codec(name: str) -> Codec:
             f"codec {name!r} ({entry.target}) is not a harness.codec.Codec "
             f"(got {type(codec).__name__})."
         )
-    if codec.name != name:
+    if codec.name != name and not options:
         # The registry name is the one users type and results are stored under.
         codec.name = name
     return codec

@@ -41,10 +41,22 @@ class PreparedImage:
 
 
 @dataclass(frozen=True)
+class CodecSpec:
+    """How a worker builds a codec: its registry name and constructor options."""
+
+    name: str
+    options: tuple = ()
+
+    def create(self) -> Codec:
+        return create_codec(self.name, **dict(self.options))
+
+
+@dataclass(frozen=True)
 class Task:
     """One measurement to make: a codec at a quality on an image."""
 
-    codec: str
+    codec: str  # the name results are stored under
+    spec: CodecSpec
     fingerprint: str
     quality: Quality
     path: str
@@ -104,7 +116,7 @@ def prepare_images(dataset: Dataset, store: ResultsStore) -> ImagesReport:
     return report
 
 
-def plan(codecs: Sequence[Codec], qualities: dict[str, Sequence[Quality]],
+def plan(codecs: Sequence[tuple[CodecSpec, Codec]], qualities: dict[str, Sequence[Quality]],
          images: Sequence[PreparedImage], store: ResultsStore) -> tuple[list[Task], int]:
     """Tasks not yet in the store, image-major (a worker reuses a loaded image).
 
@@ -113,10 +125,11 @@ def plan(codecs: Sequence[Codec], qualities: dict[str, Sequence[Quality]],
     tasks: list[Task] = []
     seen: set[tuple[str, float, str]] = set()
     cached = 0
-    finished = {codec.name: store.finished_keys(codec.fingerprint()) for codec in codecs}
+    fingerprints = {codec.name: codec.fingerprint() for _, codec in codecs}
+    finished = {name: store.finished_keys(fp) for name, fp in fingerprints.items()}
     for image in images:
-        for codec in codecs:
-            fingerprint = codec.fingerprint()
+        for spec, codec in codecs:
+            fingerprint = fingerprints[codec.name]
             for quality in qualities[codec.name]:
                 key = (fingerprint, float(quality), image.image_hash)
                 if key in seen:  # the same pixels in two datasets: measured once
@@ -125,7 +138,7 @@ def plan(codecs: Sequence[Codec], qualities: dict[str, Sequence[Quality]],
                 if (float(quality), image.image_hash) in finished[codec.name]:
                     cached += 1
                     continue
-                tasks.append(Task(codec.name, fingerprint, quality, image.path,
+                tasks.append(Task(codec.name, spec, fingerprint, quality, image.path,
                                   image.image_hash, image.width, image.height))
     return tasks, cached
 
@@ -159,8 +172,11 @@ def measure(task: Task, torch_threads: int = 1) -> ResultRow:
                     task.width, task.height)
     stage = "loading the image"
     try:
+        _limit_torch_threads(torch_threads)
         image = _pixels(task.path, task.image_hash)
-        codec = create_codec(task.codec)
+        codec = task.spec.create()
+        stage = "warming up"
+        codec.warm_up(task.quality)
         stage = "encoding"
         start = time.perf_counter()
         bitstream = codec.encode(image, task.quality)
@@ -181,7 +197,6 @@ def measure(task: Task, torch_threads: int = 1) -> ResultRow:
                 f"{getattr(reconstruction, 'shape', '?')}; expected uint8 {image.shape}")
         stage = "measuring"
         row.psnr = metrics.psnr(image, reconstruction)
-        _limit_torch_threads(torch_threads)
         row.ms_ssim, row.note = metrics.ms_ssim(image, reconstruction)
         row.ms_ssim_db = metrics.ms_ssim_db(row.ms_ssim)
     except Exception as exc:  # one bad image or codec must not end the run

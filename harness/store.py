@@ -246,11 +246,16 @@ class ResultsStore:
 
     def rows(self, datasets: Sequence[str] | None = None, codecs: Sequence[str] | None = None,
              fingerprints: Sequence[str] | None = None) -> list[dict]:
-        """Rows of ``results_view`` (one per dataset image and measurement)."""
+        """Rows of ``results_view`` (one per dataset image and measurement).
+
+        Each filter is None for all, or the values wanted (an empty list selects none).
+        """
         query = "SELECT * FROM results_view"
         clauses, params = [], []
         for column, wanted in (("dataset", datasets), ("codec", codecs),
                                ("codec_fingerprint", fingerprints)):
+            if wanted is not None and len(wanted) == 0:
+                return []  # asked for none
             if wanted:
                 clauses.append(f"{column} IN ({', '.join('?' for _ in wanted)})")
                 params.extend(wanted)

@@ -7,8 +7,11 @@ from harness.codec import Codec
 from harness.metrics import bits_per_pixel, psnr
 from harness.registry import BUILTIN_CODECS, create_codec
 
+PILLOW = sorted(n for n, target in BUILTIN_CODECS.items()
+                if target.startswith("harness.codecs.pillow:"))
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_CODECS))
+
+@pytest.mark.parametrize("name", PILLOW)
 def test_round_trip_on_a_photo(name, sample_pixels):
     codec = create_codec(name)
     assert isinstance(codec, Codec) and codec.availability().ok
@@ -24,14 +27,14 @@ def test_round_trip_on_a_photo(name, sample_pixels):
     assert bits_per_pixel(len(large), 200, 328) > bits_per_pixel(len(small), 200, 328)
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_CODECS))
+@pytest.mark.parametrize("name", PILLOW)
 def test_encoding_is_deterministic_and_fingerprinted(name, sample_pixels):
     codec = create_codec(name)
     image = sample_pixels[:64, :96]
     quality = codec.qualities[len(codec.qualities) // 2]
     assert codec.encode(image, quality) == codec.encode(image, quality)
     assert codec.fingerprint() == codec.fingerprint()
-    others = {create_codec(n).fingerprint() for n in BUILTIN_CODECS if n != name}
+    others = {create_codec(n).fingerprint() for n in PILLOW if n != name}
     assert codec.fingerprint() not in others
 
 

@@ -1,0 +1,269 @@
+"""Checkpoints of learned codecs: safe loading, strict matching, manifests.
+
+Loading never unpickles arbitrary objects: files are read with
+``torch.load(weights_only=True)``. The usual containers are unwrapped
+(``state_dict``, ``model``, ``net``, ``network``, ``model_state_dict``), DataParallel
+``module.`` prefixes dropped, and CompressAI's legacy entropy-bottleneck names
+(``_biases.0`` -> ``_bias0`` ...) renamed. Loading into a network is strict: a file
+that does not fit raises :class:`CheckpointMismatch` with the missing, unexpected and
+mis-shaped keys grouped by module.
+
+A manifest (TOML, one per codec) lists a codec's checkpoints by quality::
+
+    codec = "bmshj2018-hyperprior"
+    [[checkpoints]]
+    quality = 3
+    path = "/data/ckpt/hyperprior-q3.pth.tar"   # or url = "https://..."
+    sha256 = "..."                               # verified before loading
+    metric = "mse"
+    lambda = 0.0067
+    [checkpoints.config]                         # architecture arguments
+    N = 128
+    M = 192
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import tomllib
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import HarnessError, UsageError
+
+CONTAINER_KEYS = ("state_dict", "model", "net", "network", "model_state_dict")
+
+
+class CheckpointError(HarnessError):
+    """A checkpoint cannot be used: unreadable, unsafe, wrong checksum or wrong layout."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """A state_dict does not fit the network; the message lists the differences."""
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """The tensors of a checkpoint file, unwrapped and with keys normalised.
+
+    Raises:
+        CheckpointError: the file is missing, not a torch file, holds pickled objects
+            other than tensors and plain containers, or holds no state_dict.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it contains {', '.join(dict.fromkeys(found))})" if found else ""
+        raise CheckpointError(
+            f"{path} holds pickled Python objects besides tensors{what}; the harness loads"
+            " checkpoints with weights_only=True and will not run code from a file. Re-save"
+            " it as a plain state_dict: torch.save(model.state_dict(), PATH) in the"
+            " environment that made it."
+        ) from exc
+    except Exception as exc:  # zip/format errors: not a torch checkpoint at all
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({exc})") from exc
+    return normalise_state_dict(unwrap(loaded, path))
+
+
+def unwrap(loaded, path: Path | str = "checkpoint") -> dict:
+    """The state_dict inside the usual containers."""
+    import torch
+
+    current = loaded
+    for _ in range(3):
+        if not isinstance(current, Mapping):
+            break
+        if current and all(isinstance(v, torch.Tensor) for v in current.values()):
+            return dict(current)
+        inner = next((current[k] for k in CONTAINER_KEYS if k in current), None)
+        if inner is None:
+            break
+        current = inner
+    keys = list(loaded)[:8] if isinstance(loaded, Mapping) else type(loaded).__name__
+    raise CheckpointError(
+        f"{path} holds no state_dict of tensors (top-level: {keys}); expected a state_dict"
+        f" or a dict with one under {', '.join(CONTAINER_KEYS)}")
+
+
+def normalise_state_dict(state_dict: Mapping) -> dict:
+    """Drop ``module.`` prefixes; rename CompressAI's legacy entropy-bottleneck keys."""
+    legacy = re.compile(r"^(.*entropy_bottleneck)\._(biases|matrices|factors)\.(\d+)$")
+    singular = {"biases": "bias", "matrices": "matrix", "factors": "factor"}
+    out = {}
+    for key, value in state_dict.items():
+        while key.startswith("module."):
+            key = key[len("module."):]
+        match = legacy.match(key)
+        if match:
+            key = f"{match[1]}._{singular[match[2]]}{match[3]}"
+        out[key] = value
+    return out
+
+
+def mismatch_report(model, state_dict: Mapping, limit: int = 12) -> str | None:
+    """Readable differences between ``model``'s state_dict and ``state_dict``, or None.
+
+    Entropy-model CDF buffers are exempt from shape checks: their sizes depend on the
+    trained weights and are resized on load.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    cdf = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+    shapes = [f"{k}: file {tuple(state_dict[k].shape)}, network {tuple(expected[k].shape)}"
+              for k in expected if k in state_dict and not k.endswith(cdf)
+              and tuple(state_dict[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or shapes):
+        return None
+
+    def grouped(keys: list[str]) -> str:
+        modules = defaultdict(list)
+        for key in keys:
+            modules[key.rsplit(".", 1)[0] if "." in key else key].append(key.rsplit(".", 1)[-1])
+        lines = [f"    {m}: {', '.join(v[:6])}{' ...' if len(v) > 6 else ''}"
+                 for m, v in list(modules.items())[:limit]]
+        if len(modules) > limit:
+            lines.append(f"    ... and {len(modules) - limit} more modules")
+        return "\n".join(lines)
+
+    parts = []
+    if missing:
+        parts.append(f"  missing from the file ({len(missing)} keys):\n{grouped(missing)}")
+    if unexpected:
+        parts.append(f"  not in the network ({len(unexpected)} keys):\n{grouped(unexpected)}")
+    if shapes:
+        more = f"\n    ... and {len(shapes) - limit} more" if len(shapes) > limit else ""
+        parts.append(f"  different shapes ({len(shapes)}):\n    "
+                     + "\n    ".join(shapes[:limit]) + more)
+    return "\n".join(parts)
+
+
+def load_strict(model, state_dict: Mapping, source: str, hint: str = "") -> None:
+    """Load ``state_dict`` into ``model`` strictly, or raise CheckpointMismatch."""
+    report = mismatch_report(model, state_dict)
+    if report:
+        raise CheckpointMismatch(
+            f"{source} does not fit {type(model).__name__}:\n{report}"
+            + (f"\n  {hint}" if hint else ""))
+    model.load_state_dict(dict(state_dict), strict=True)
+
+
+# --- manifests ------------------------------------------------------------------------------
+
+@dataclass
+class CheckpointEntry:
+    quality: float
+    path: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    metric: str | None = None
+    lmbda: float | None = None
+    config: dict = field(default_factory=dict)
+
+    def to_toml(self) -> str:
+        lines = ["[[checkpoints]]", f"quality = {self.quality:g}"]
+        for key, value in (("path", self.path), ("url", self.url), ("sha256", self.sha256),
+                           ("metric", self.metric)):
+            if value is not None:
+                lines.append(f"{key} = {_toml_string(value)}")
+        if self.lmbda is not None:
+            lines.append(f"lambda = {self.lmbda!r}")
+        if self.config:
+            lines.append("[checkpoints.config]")
+            lines.extend(f"{k} = {v!r}" for k, v in self.config.items())
+        return "\n".join(lines)
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class Manifest:
+    codec: str
+    entries: list[CheckpointEntry]
+    path: Path | None = None
+
+    def entry(self, quality: float) -> CheckpointEntry | None:
+        return next((e for e in self.entries if e.quality == float(quality)), None)
+
+    def to_toml(self) -> str:
+        head = f"codec = {_toml_string(self.codec)}\n"
+        return head + "".join("\n" + e.to_toml() + "\n" for e in
+                              sorted(self.entries, key=lambda e: e.quality))
+
+
+def manifests_dir() -> Path:
+    """Where users' checkpoint manifests live: $HARNESS_CHECKPOINTS or <data dir>/checkpoints."""
+    if os.environ.get("HARNESS_CHECKPOINTS"):
+        return Path(os.environ["HARNESS_CHECKPOINTS"])
+    from harness.datasets import default_data_dir
+
+    return default_data_dir() / "checkpoints"
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"checkpoint manifest {path}: {exc}") from exc
+    if not isinstance(data.get("codec"), str):
+        raise UsageError(f"checkpoint manifest {path}: needs codec = \"NAME\"")
+    entries = []
+    for i, raw in enumerate(data.get("checkpoints", [])):
+        if "quality" not in raw or not ({"path", "url"} & set(raw)):
+            raise UsageError(f"checkpoint manifest {path}: entry {i + 1} needs a quality and a"
+                             " path or url")
+        entries.append(CheckpointEntry(float(raw["quality"]), raw.get("path"), raw.get("url"),
+                                       raw.get("sha256"), raw.get("metric"),
+                                       raw.get("lambda"), dict(raw.get("config", {}))))
+    return Manifest(data["codec"], entries, path)
+
+
+def manifest_for(codec: str) -> Manifest | None:
+    path = manifests_dir() / f"{codec}.toml"
+    return read_manifest(path) if path.is_file() else None
+
+
+def write_manifest(manifest: Manifest) -> Path:
+    path = manifest.path or manifests_dir() / f"{manifest.codec}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(manifest.to_toml())
+    tmp.replace(path)
+    return path
+
+
+def verify_entry(entry: CheckpointEntry, codec: str) -> str:
+    """Check that a manifest entry's file exists and matches its sha256; return the hash."""
+    if not entry.path:
+        raise CheckpointError(f"{codec} q={entry.quality:g}: no local file (url only:"
+                              f" {entry.url}); download it and `harness checkpoints add`")
+    if not Path(entry.path).is_file():
+        raise CheckpointError(f"{codec} q={entry.quality:g}: {entry.path} does not exist")
+    actual = sha256_of(entry.path)
+    if entry.sha256 and not actual.startswith(entry.sha256.lower()):
+        raise CheckpointError(
+            f"{codec} q={entry.quality:g}: {entry.path} has sha256 {actual}, the manifest"
+            f" says {entry.sha256}; the file is not the one listed (re-download it, or"
+            " `harness checkpoints add` it again if it was replaced on purpose)")
+    return actual

@@ -1,0 +1,470 @@
+"""Learned codecs: any CompressAI-style network as a harness codec.
+
+The adapter makes the usual mistakes impossible or loud:
+
+- entropy-model CDF tables are rebuilt (``update()``) when a checkpoint lacks them,
+  and the harness says so;
+- images are zero-padded (centred) to the multiple the network needs and cropped back;
+- bpp counts the whole byte string the encoder returns, read back by a decoder that
+  has nothing but those bytes (a fresh process decodes it);
+- checkpoints load strictly, with a readable diff when they do not fit.
+
+The byte string (:func:`pack` / :func:`unpack`) is a small versioned header followed by
+the entropy-coded strings::
+
+    b"LICB" | version (1 byte) | codec name | quality | original height, width |
+    latent shape | number of strings | each string: length + bytes
+
+Integers are LEB128 varints, texts are length-prefixed UTF-8. The CompressAI-compatible
+rate (strings only, as ``compressai.utils.eval_model`` counts it) is
+:func:`payload_bytes`; the header's share is the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.checkpoints import (
+    CheckpointError,
+    CheckpointMismatch,
+    load_strict,
+    manifest_for,
+    read_state_dict,
+    sha256_of,
+    verify_entry,
+)
+from harness.codec import Availability, Codec, Quality, check_image, fingerprint_of
+from harness.errors import CodecUnavailable
+
+# compressai's import of torch.jit.script is deprecated in this torch; nothing to act on
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+
+MAGIC = b"LICB"
+FORMAT_VERSION = 1
+
+
+# --- the byte string --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bitstream:
+    codec: str
+    quality: float
+    height: int
+    width: int
+    shape: tuple  # ints, or tuples of ints (what the network's compress() returned)
+    strings: tuple[bytes, ...]
+
+
+def _varint(value: int) -> bytes:
+    if value < 0:
+        raise ValueError("varints are unsigned")
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError("the bitstream is truncated")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def varint(self) -> int:
+        value = shift = 0
+        while True:
+            byte = self.take(1)[0]
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise ValueError("corrupt varint in the bitstream header")
+
+    def text(self) -> str:
+        return self.take(self.varint()).decode("utf-8")
+
+
+def _shape_items(shape) -> list:
+    return [tuple(int(v) for v in s) if hasattr(s, "__len__") else int(s) for s in shape]
+
+
+def pack(stream: Bitstream) -> bytes:
+    out = bytearray(MAGIC)
+    out.append(FORMAT_VERSION)
+    name = stream.codec.encode()
+    out += _varint(len(name)) + name
+    out += struct.pack("<d", float(stream.quality))
+    out += _varint(stream.height) + _varint(stream.width)
+    items = _shape_items(stream.shape)
+    out += _varint(len(items))
+    for item in items:
+        if isinstance(item, tuple):
+            out += _varint(len(item) + 1) + b"".join(_varint(v) for v in item)
+        else:
+            out += _varint(0) + _varint(item)
+    out += _varint(len(stream.strings))
+    for string in stream.strings:
+        out += _varint(len(string)) + string
+    return bytes(out)
+
+
+def unpack(data: bytes) -> Bitstream:
+    if data[:4] != MAGIC:
+        raise ValueError("not a learned-codec bitstream of this harness (bad magic)")
+    reader = _Reader(data)
+    reader.take(4)
+    version = reader.take(1)[0]
+    if version != FORMAT_VERSION:
+        raise ValueError(f"bitstream format version {version}; this harness reads"
+                         f" {FORMAT_VERSION}")
+    codec = reader.text()
+    (quality,) = struct.unpack("<d", reader.take(8))
+    height, width = reader.varint(), reader.varint()
+    shape = []
+    for _ in range(reader.varint()):
+        kind = reader.varint()
+        shape.append(reader.varint() if kind == 0 else
+                     tuple(reader.varint() for _ in range(kind - 1)))
+    strings = tuple(reader.take(reader.varint()) for _ in range(reader.varint()))
+    if reader.pos != len(data):
+        raise ValueError(f"{len(data) - reader.pos} stray bytes after the last string")
+    return Bitstream(codec, quality, height, width, tuple(shape), strings)
+
+
+def payload_bytes(data: bytes) -> int:
+    """Bytes of the entropy-coded strings alone (the rate CompressAI reports)."""
+    return sum(len(s) for s in unpack(data).strings)
+
+
+# --- padding ------------------------------------------------------------------------------
+
+def padding(height: int, width: int, multiple: int, minimum: int = 0) -> tuple[int, ...]:
+    """(left, right, top, bottom) zero padding, centred, to a multiple (and a minimum)."""
+    out_h = max(-(-height // multiple) * multiple, minimum)
+    out_w = max(-(-width // multiple) * multiple, minimum)
+    left, top = (out_w - width) // 2, (out_h - height) // 2
+    return left, out_w - width - left, top, out_h - height - top
+
+
+# --- the adapter ----------------------------------------------------------------------------
+
+class LearnedCodec(Codec):
+    """A network with ``compress(x) -> {"strings", "shape"}`` and ``decompress``.
+
+    Subclasses say how to build the network (:meth:`build`) and where a quality's
+    weights come from (:meth:`weights_path`). Networks are loaded once per process.
+    """
+
+    pad_multiple: int = 64
+    pad_minimum: int = 0
+    quality_label = "quality index"
+    accepted_options = ("checkpoint", "device")
+
+    def __init__(self, device: str | None = None, checkpoint: str | None = None):
+        self.device = device or os.environ.get("HARNESS_DEVICE") or "cpu"
+        self.checkpoint = checkpoint
+        self._models: dict[float, object] = {}
+        self._fingerprint: str | None = None
+        self._warm: set[float] = set()
+        self.notes: list[str] = []
+        if checkpoint is not None:
+            self.name = f"{self.name}:{Path(checkpoint).stem.split('.')[0]}"
+
+    # what a subclass provides
+    def build(self, state_dict: dict, quality: Quality):
+        """A network (not yet loaded) whose layout fits ``state_dict``."""
+        raise NotImplementedError
+
+    def weights_path(self, quality: Quality) -> Path:
+        """The checkpoint file of ``quality``: the --checkpoint file, else the manifest."""
+        if self.checkpoint is not None:
+            return Path(self.checkpoint)
+        manifest = manifest_for(self.name)
+        entry = manifest.entry(quality) if manifest else None
+        if entry is None:
+            raise CodecUnavailable(self._no_weights_message(quality))
+        verify_entry(entry, self.name)
+        return Path(entry.path)
+
+    def weights_identity(self, quality: Quality) -> str:
+        """What names the weights of ``quality`` without loading them (a sha256)."""
+        if self.checkpoint is not None:
+            return sha256_of(self.checkpoint)
+        manifest = manifest_for(self.name)
+        entry = manifest.entry(quality) if manifest else None
+        if entry is None:
+            return "absent"
+        return entry.sha256 or (sha256_of(entry.path) if entry.path else entry.url or "")
+
+    def _no_weights_message(self, quality: Quality) -> str:
+        return (f"no weights for {self.name} at quality {quality:g}: pass --checkpoint FILE,"
+                f" or register the file with `harness checkpoints add {self.name} --quality"
+                f" {quality:g} --path FILE`")
+
+    # the contract
+    def availability(self) -> Availability:
+        try:
+            import compressai  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError as exc:
+            return Availability(False, f"{exc.name} is not installed: pip install compressai")
+        if self.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                return Availability(False, "--device cuda asked, but no CUDA device is here")
+        return Availability(True)
+
+    def check_quality(self, quality: Quality) -> Quality:
+        if self.checkpoint is None and float(quality) not in {float(q) for q in self.qualities}:
+            raise ValueError(f"{self.name} has quality points {list(self.qualities)};"
+                             f" got {quality}")
+        return quality
+
+    def prepare(self, quality: Quality) -> None:
+        """Fetch and strictly load the weights now, so a bad file stops the run early."""
+        self.model(quality)
+
+    def fingerprint(self) -> str:
+        """Hashes of the weights, code versions and device (computed once per process)."""
+        if self._fingerprint is None:
+            import compressai
+            import torch
+
+            hashes = [self.weights_identity(q) for q in self.qualities]
+            self._fingerprint = fingerprint_of(
+                self.name, "learned", FORMAT_VERSION, type(self).__name__,
+                compressai.__version__, torch.__version__, self.device, hashes)
+        return self._fingerprint
+
+    def model(self, quality: Quality):
+        """The network of ``quality``, loaded strictly, CDFs ready, in eval mode."""
+        key = float(quality)
+        if key not in self._models:
+            import torch
+
+            path = self.weights_path(quality)
+            state_dict = read_state_dict(path)
+            net = self.build(state_dict, quality)
+            load_strict(net, state_dict, str(path), hint=self.layout_hint(state_dict))
+            if net.update(force=False):
+                self.notes.append(f"{path.name}: entropy-model CDF tables were absent and"
+                                  " have been rebuilt with update()")
+                print(f"note: {self.notes[-1]}", file=sys.stderr)
+            net = net.eval().to(self.device)
+            torch.set_grad_enabled(False)
+            self._models[key] = net
+        return self._models[key]
+
+    def layout_hint(self, state_dict: dict) -> str:
+        return ""
+
+    def warm_up(self, quality: Quality) -> None:
+        """Load the network and run it once on a small image (first calls are slow)."""
+        if float(quality) not in self._warm:
+            blank = np.zeros((self.pad_multiple, self.pad_multiple, 3), np.uint8)
+            self.decode(self.encode(blank, quality))
+            self._warm.add(float(quality))
+
+    def _synchronize(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+    def to_tensor(self, image: np.ndarray):
+        import torch
+        import torch.nn.functional as F
+
+        height, width = image.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(image).astype(np.float32) / 255.0)
+        x = x.permute(2, 0, 1).unsqueeze(0).to(self.device)
+        return F.pad(x, padding(height, width, self.pad_multiple, self.pad_minimum),
+                     mode="constant", value=0.0)
+
+    def to_image(self, x_hat, height: int, width: int) -> np.ndarray:
+        left, _, top, _ = padding(height, width, self.pad_multiple, self.pad_minimum)
+        import torch
+
+        cropped = x_hat[0, :, top:top + height, left:left + width]
+        pixels = cropped.clamp(0, 1).mul(255).round().to("cpu", dtype=torch.uint8)
+        return pixels.permute(1, 2, 0).contiguous().numpy()
+
+    def encode(self, image: np.ndarray, quality: Quality) -> bytes:
+        import torch
+
+        check_image(image)
+        net = self.model(self.check_quality(quality))
+        with torch.inference_mode():
+            out = net.compress(self.to_tensor(image))
+        self._synchronize()
+        strings = []
+        for group in out["strings"]:
+            if len(group) != 1:
+                raise ValueError(f"expected one string per group for a batch of 1, got"
+                                 f" {len(group)}")
+            strings.append(bytes(group[0]))
+        height, width = image.shape[:2]
+        return pack(Bitstream(self.name, float(quality), height, width,
+                              tuple(out["shape"]), tuple(strings)))
+
+    def decode(self, bitstream: bytes) -> np.ndarray:
+        import torch
+
+        stream = unpack(bitstream)
+        if stream.codec != self.name:
+            raise ValueError(f"this bitstream was written by {stream.codec!r}, not {self.name!r}")
+        net = self.model(stream.quality)
+        shape = [torch.Size(s) if isinstance(s, tuple) else s for s in stream.shape]
+        if all(isinstance(s, int) for s in shape):
+            shape = torch.Size(shape)
+        with torch.inference_mode():
+            out = net.decompress([[s] for s in stream.strings], shape)
+            image = self.to_image(out["x_hat"], stream.height, stream.width)
+        self._synchronize()
+        return image
+
+    def forward(self, image: np.ndarray, quality: Quality):
+        """The network's forward pass: (reconstruction uint8, estimated bpp)."""
+        import torch
+
+        net = self.model(quality)
+        height, width = image.shape[:2]
+        with torch.inference_mode():
+            out = net(self.to_tensor(image))
+        bits = sum(-torch.log2(v).sum().item() for v in out["likelihoods"].values())
+        return self.to_image(out["x_hat"], height, width), bits / (height * width)
+
+
+# --- CompressAI's zoo ----------------------------------------------------------------------
+
+class CompressAIZoo(LearnedCodec):
+    """A CompressAI zoo architecture at its published quality points.
+
+    Weights come from the checkpoint manifest (``harness checkpoints add``), from the
+    harness's cache of CompressAI's published files, or are downloaded from
+    CompressAI's URLs (sha256 prefix in the file name verified) when online.
+    """
+
+    architecture: str = ""
+    metric: str = "mse"
+
+    def build(self, state_dict: dict, quality: Quality):
+        """The zoo network with the widths (N, M) the checkpoint's shapes give."""
+        from compressai.zoo.image import model_architectures
+
+        cls = model_architectures[self.architecture]
+        if self.architecture.startswith("cheng2020"):
+            key, widths = "g_a.0.conv1.weight", lambda: (state_dict[key].size(0),)
+        else:
+            key = "g_a.0.weight"
+            widths = lambda: (state_dict[key].size(0), state_dict["g_a.6.weight"].size(0))  # noqa: E731
+        try:
+            return cls(*widths())
+        except KeyError as exc:
+            raise CheckpointMismatch(
+                f"this checkpoint has no {exc.args[0]} key, which every {self.architecture}"
+                f" has. {self.layout_hint(state_dict)}") from exc
+
+    def weights_path(self, quality: Quality) -> Path:
+        if self.checkpoint is not None:
+            return Path(self.checkpoint)
+        manifest = manifest_for(self.name)
+        entry = manifest.entry(quality) if manifest else None
+        if entry is not None:
+            verify_entry(entry, self.name)
+            return Path(entry.path)
+        return self._published_weights(quality)
+
+    def weights_identity(self, quality: Quality) -> str:
+        identity = super().weights_identity(quality)
+        if identity == "absent":  # CompressAI's file names carry their sha256 prefix
+            return self.published_url(quality).rsplit("/", 1)[-1]
+        return identity
+
+    def published_url(self, quality: Quality) -> str:
+        from compressai.zoo.image import model_urls
+
+        return model_urls[self.architecture][self.metric][int(quality)]
+
+    def _published_weights(self, quality: Quality) -> Path:
+        import pooch
+
+        from harness.datasets import default_data_dir
+
+        url = self.published_url(quality)
+        name = url.rsplit("/", 1)[-1]
+        cache = default_data_dir() / "weights" / "compressai"
+        path = cache / name
+        prefix = name.rsplit("-", 1)[-1].split(".")[0]
+        if not path.is_file():
+            try:
+                pooch.retrieve(url, known_hash=None, fname=name, path=cache, progressbar=False)
+            except Exception as exc:
+                raise CodecUnavailable(
+                    f"no weights for {self.name} at quality {quality:g}: {name} is not in"
+                    f" {cache} and downloading {url} failed ({type(exc).__name__}). Put the"
+                    f" file there, or register a local copy with `harness checkpoints add"
+                    f" {self.name} --quality {quality:g} --path FILE`") from exc
+        if not sha256_of(path).startswith(prefix):
+            path.unlink()
+            raise CheckpointError(f"{name}: sha256 does not start with {prefix} as its name"
+                                  " says; the file was removed, download it again")
+        return path
+
+    def layout_hint(self, state_dict: dict) -> str:
+        from compressai.zoo.image import model_architectures
+
+        fits = []
+        for name, cls in model_architectures.items():
+            try:
+                cls.from_state_dict(state_dict)  # strict: only an exact fit passes
+            except Exception:
+                continue
+            fits.append(name)
+        if fits:
+            return f"this file fits the zoo architecture(s): {', '.join(fits)}"
+        return "no CompressAI zoo architecture fits this file"
+
+
+def _zoo_codec(architecture: str, metric: str, qualities: Sequence[int], description: str):
+    suffix = "" if metric == "mse" else "-ms-ssim"
+    return type(f"Zoo_{architecture}_{metric}".replace("-", "_"), (CompressAIZoo,), {
+        "name": f"{architecture}{suffix}",
+        "architecture": architecture,
+        "metric": metric,
+        "qualities": tuple(qualities),
+        "description": f"{description}, CompressAI zoo, trained for {metric}",
+    })
+
+
+ZOO = {
+    ("bmshj2018-factorized", "Balle et al. 2018 factorized prior", 8),
+    ("bmshj2018-hyperprior", "Balle et al. 2018 scale hyperprior", 8),
+    ("mbt2018-mean", "Minnen et al. 2018 mean-scale hyperprior", 8),
+    ("mbt2018", "Minnen et al. 2018 joint autoregressive + hyperprior", 8),
+    ("cheng2020-anchor", "Cheng et al. 2020 anchor", 6),
+    ("cheng2020-attn", "Cheng et al. 2020 with attention", 6),
+}
+ZOO_CODECS = {
+    codec.name: codec
+    for architecture, description, top in sorted(ZOO)
+    for metric in ("mse", "ms-ssim")
+    for codec in [_zoo_codec(architecture, metric, range(1, top + 1), description)]
+}

@@ -1,0 +1,178 @@
+"""Learned codecs through the adapter, on randomly initialised networks with the
+official CompressAI layouts (no weights can be downloaded here)."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from harness.checkpoints import CheckpointError, read_state_dict
+from harness.codecs.learned import Bitstream, pack, padding, payload_bytes, unpack
+from harness.errors import CodecUnavailable
+from harness.registry import create_codec
+from tests.conftest import run_cli
+
+ZOO = ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018",
+       "cheng2020-anchor", "cheng2020-attn"]
+
+
+def _random_checkpoint(directory, architecture, quality=1, wrap=True):
+    """A randomly initialised zoo network saved the way training scripts save them."""
+    from compressai.zoo.image import _load_model
+
+    torch.manual_seed(0)
+    net = _load_model(architecture, "mse", quality)
+    state = {f"module.{k}": v for k, v in net.state_dict().items()}  # DataParallel names
+    path = directory / f"{architecture}-q{quality}.pth.tar"
+    torch.save({"epoch": 1, "state_dict": state} if wrap else state, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    return {arch: _random_checkpoint(folder, arch) for arch in ZOO}
+
+
+@pytest.mark.parametrize("architecture", ZOO)
+def test_every_zoo_architecture_decodes_from_bytes_in_a_fresh_process(architecture,
+                                                                      checkpoints):
+    done = run_cli("verify", architecture, "--checkpoint", str(checkpoints[architecture]),
+                   "--images", "1", "--crop", "64", "--tolerance-db", "30")
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.strip().startswith("1 "))
+    assert " ok " in line and line.count("True") == 2  # same bytes, fresh process
+    assert "rebuilt with update()" in done.stderr  # the random checkpoint had no CDFs
+
+
+@pytest.mark.parametrize("height,width", [(200, 328), (1, 64), (65, 65), (64, 64)])
+def test_odd_sizes_are_padded_and_cropped(height, width, checkpoints, sample_pixels):
+    codec = create_codec("bmshj2018-hyperprior",
+                         checkpoint=str(checkpoints["bmshj2018-hyperprior"]))
+    image = np.ascontiguousarray(sample_pixels[:height, :width])
+    data = codec.encode(image, 1)
+    decoded = codec.decode(data)
+    assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    forward, estimated_bpp = codec.forward(image, 1)
+    assert np.array_equal(forward, decoded) and estimated_bpp > 0
+    stream = unpack(data)
+    assert (stream.height, stream.width) == (height, width)
+    # centred zero padding to a multiple of 64
+    left, right, top, bottom = padding(height, width, 64)
+    assert (height + top + bottom) % 64 == 0 and abs(top - bottom) <= 1 and abs(left - right) <= 1
+
+
+def test_bpp_counts_the_header_and_reports_the_payload(checkpoints, sample_pixels):
+    codec = create_codec("mbt2018-mean", checkpoint=str(checkpoints["mbt2018-mean"]))
+    data = codec.encode(np.ascontiguousarray(sample_pixels[:64, :64]), 1)
+    stream = unpack(data)
+    assert payload_bytes(data) == sum(len(s) for s in stream.strings) < len(data)
+    assert stream.codec == codec.name == "mbt2018-mean:mbt2018-mean-q1"
+
+
+def test_bitstream_format_round_trips_and_refuses_damage():
+    stream = Bitstream("x", 2.5, 200, 328, ((4, 6), 7), (b"abc", b"", b"\x00" * 300))
+    data = pack(stream)
+    assert unpack(data) == stream
+    with pytest.raises(ValueError, match="truncated"):
+        unpack(data[:-5])
+    with pytest.raises(ValueError, match="bad magic"):
+        unpack(b"JUNK" + data[4:])
+    with pytest.raises(ValueError, match="stray bytes"):
+        unpack(data + b"!")
+
+
+def test_a_bitstream_of_another_codec_is_refused(checkpoints, sample_pixels):
+    one = create_codec("mbt2018-mean", checkpoint=str(checkpoints["mbt2018-mean"]))
+    other = create_codec("bmshj2018-hyperprior",
+                         checkpoint=str(checkpoints["bmshj2018-hyperprior"]))
+    data = one.encode(np.ascontiguousarray(sample_pixels[:64, :64]), 1)
+    with pytest.raises(ValueError, match="written by 'mbt2018-mean:mbt2018-mean-q1'"):
+        other.decode(data)
+
+
+def test_a_checkpoint_of_another_architecture_gets_a_readable_diff(checkpoints):
+    done = run_cli("verify", "mbt2018", "--checkpoint", str(checkpoints["bmshj2018-hyperprior"]))
+    assert done.returncode == 2
+    assert "does not fit JointAutoregressiveHierarchicalPriors" in done.stderr
+    assert "missing from the file" in done.stderr and "context_prediction" in done.stderr
+    assert "different shapes" in done.stderr and "h_s.0.weight" in done.stderr
+    assert "fits the zoo architecture(s): bmshj2018-hyperprior" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+class Sneaky:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_a_checkpoint_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "hook": Sneaky()}, path)
+    with pytest.raises(CheckpointError, match="weights_only=True") as error:
+        read_state_dict(path)
+    assert "(it contains print)" in str(error.value)
+    not_torch = tmp_path / "text.pth"
+    not_torch.write_text("hello")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        read_state_dict(not_torch)
+    plain_pickle = tmp_path / "dict.pkl"
+    plain_pickle.write_bytes(pickle.dumps({"epoch": 3}))
+    with pytest.raises(CheckpointError):
+        read_state_dict(plain_pickle)
+
+
+def test_manifest_checksum_mismatch_is_refused(tmp_path, checkpoints, photo_folder):
+    env = {"HARNESS_CHECKPOINTS": str(tmp_path / "manifests")}
+    copy = tmp_path / "q2.pth.tar"
+    copy.write_bytes(checkpoints["bmshj2018-hyperprior"].read_bytes())
+    added = run_cli("checkpoints", "add", "bmshj2018-hyperprior", "--quality", "2", "--path",
+                    str(copy), "--metric", "mse", env=env)
+    assert added.returncode == 0, added.stderr
+    assert run_cli("checkpoints", "verify", env=env).returncode == 0
+    store = str(tmp_path / "r.sqlite")
+    ran = run_cli("run", "--datasets", str(photo_folder), "--codecs", "bmshj2018-hyperprior",
+                  "--qualities", "2", "--jobs", "1", "--store", store, "--no-progress", env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "bmshj2018-hyperprior        2       2" in ran.stdout
+
+    copy.write_bytes(copy.read_bytes()[:-10] + b"0123456789")  # the file changed
+    verified = run_cli("checkpoints", "verify", env=env)
+    assert verified.returncode == 1 and "the manifest says" in verified.stdout
+    ran = run_cli("run", "--datasets", str(photo_folder), "--codecs", "bmshj2018-hyperprior",
+                  "--qualities", "2", "--store", store, "--no-progress", env=env)
+    assert ran.returncode == 1
+    assert "q=2 skipped" in ran.stderr and "not the one listed" in ran.stderr
+
+
+def test_missing_weights_offline_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path))
+    monkeypatch.setenv("HARNESS_CHECKPOINTS", str(tmp_path / "none"))
+    import pooch
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(pooch, "retrieve", offline)
+    codec = create_codec("cheng2020-attn-ms-ssim")
+    with pytest.raises(CodecUnavailable) as error:
+        codec.prepare(3)
+    message = str(error.value)
+    assert "cheng2020-attn-ms-ssim at quality 3" in message
+    assert "compressai.s3.amazonaws.com" in message and "harness checkpoints add" in message
+
+
+def test_run_measures_a_checkpoint_as_one_rate_point(tmp_path, checkpoints, photo_folder):
+    store = tmp_path / "r.sqlite"
+    ran = run_cli("run", "--datasets", str(photo_folder), "--codecs", "bmshj2018-factorized",
+                  "--checkpoint", str(checkpoints["bmshj2018-factorized"]), "--jobs", "2",
+                  "--store", str(store), "--no-progress")
+    assert ran.returncode == 0, ran.stderr
+    exported = run_cli("export", "--store", str(store), "--out", str(tmp_path / "out"))
+    (path,) = (tmp_path / "out").glob("*/*.json")
+    document = json.loads(path.read_text())
+    assert exported.returncode == 0
+    assert document["name"] == "bmshj2018-factorized:bmshj2018-factorized-q1"
+    assert len(document["results"]["bpp"]) == 1
