@@ -19,6 +19,7 @@ from harness.errors import HarnessError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_STORE = Path("reports") / "results.sqlite"
+DEFAULT_REPORT = Path("reports") / "report"
 DEFAULT_CODECS = ("jpeg", "webp", "jpeg2000")
 
 EPILOG = """exit status: 0 success; 1 finished, but something failed (see the summary);
@@ -77,18 +78,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     status = "interrupted" if outcome.interrupted else ("failed" if outcome.failed else "done")
     store.end_run(run_id, status)
-    rows = store.rows(datasets=[d.id for d in datasets], codecs=[c.name for _, c in codecs],
-                      fingerprints=[c.fingerprint() for _, c in codecs])
+    store.close()
+    with ResultsStore(args.store) as store:
+        rows = store.rows(datasets=[d.id for d in datasets], codecs=[c.name for _, c in codecs],
+                          fingerprints=[c.fingerprint() for _, c in codecs])
     summary = summarize(rows)
     if not summary.empty:
         print(format_table(summary))
     print(f"\n{outcome.done} measured in {elapsed:.1f} s, {cached} reused;"
           f" results in {store.path}")
+    if rows and not args.no_report and not outcome.interrupted:
+        from harness.report import build_report
+
+        report = build_report(args.store, args.report, datasets=[d.id for d in datasets],
+                              codecs=[c.name for _, c in codecs])
+        print(f"report: {report / 'index.html'}")
     for message, count in outcome.errors.most_common():
         problems.append(f"{count} x {message}")
     for problem in problems:
         _say(f"error: {problem}")
-    store.close()
     if outcome.interrupted:
         _say("interrupted: finished measurements are stored; run the same command to resume")
         return EXIT_INTERRUPTED
@@ -281,6 +289,24 @@ def _format_bd_text(table) -> str:
     return "\n\n".join(blocks)
 
 
+# --- harness report ---------------------------------------------------------------------
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.curves import curve_from_file
+    from harness.report import build_report
+
+    extra = []
+    for item in args.files or ():
+        dataset, _, path = item.rpartition("=")
+        extra.append(curve_from_file(path, dataset or Path(path).resolve().parent.name))
+    published = False if args.no_published else (args.published or True)
+    report = build_report(args.store, args.out, datasets=args.datasets, codecs=args.codecs,
+                          anchor=args.anchor, method=args.method, include_published=published,
+                          extra_curves=extra, title=args.title)
+    print(report / "index.html")
+    return EXIT_OK
+
+
 # --- harness checkpoints / verify -------------------------------------------------------------
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
@@ -390,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", metavar="DIR",
                      help="dataset cache (default: $HARNESS_DATA or ~/.cache/lic-harness)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--report", default=str(DEFAULT_REPORT), metavar="DIR",
+                     help=f"where the run's report goes (default: {DEFAULT_REPORT})")
+    run.add_argument("--no-report", action="store_true", help="print the table only")
     run.set_defaults(handler=cmd_run)
 
     codecs = commands.add_parser("codecs", help="list codecs, quality points, availability")
@@ -425,6 +454,26 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=["psnr", "ms-ssim"])
     bd.add_argument("--format", default="text", choices=["text", "csv"])
     bd.set_defaults(handler=cmd_bd)
+
+    rep = commands.add_parser(
+        "report", epilog=EPILOG, help="RD plots, BD and means tables, one HTML page",
+        description="Render a report folder from the store: RD plots (PNG, SVG), tables"
+                    " (Markdown, CSV, LaTeX), a run summary and a self-contained index.html."
+                    " Published curves of the same datasets are added unless --no-published.")
+    rep.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
+    rep.add_argument("--out", default=str(DEFAULT_REPORT), metavar="DIR")
+    rep.add_argument("--datasets", nargs="+", metavar="DATASET")
+    rep.add_argument("--codecs", nargs="+", metavar="CODEC")
+    rep.add_argument("--anchor", metavar="NAME", help="BD anchor (default: VTM, else BPG, else"
+                     " JPEG)")
+    rep.add_argument("--method", default="pchip", choices=["pchip", "akima", "cubic"])
+    rep.add_argument("--published", nargs="+", metavar="NAME",
+                     help="only these published curves (all are drawn)")
+    rep.add_argument("--no-published", action="store_true", help="no published curves")
+    rep.add_argument("--files", nargs="+", metavar="[DATASET=]FILE",
+                     help="more curves from CompressAI-style results JSON")
+    rep.add_argument("--title", default="Benchmark report")
+    rep.set_defaults(handler=cmd_report)
 
     ckpt = commands.add_parser("checkpoints", help="register, list and verify checkpoints")
     ckpt_actions = ckpt.add_subparsers(dest="action", metavar="ACTION", required=True)

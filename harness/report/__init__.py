@@ -1,0 +1,304 @@
+"""``harness report``: RD plots, tables and one self-contained HTML page from a store.
+
+The report is rendered into a hidden temporary sibling folder and renamed into place
+only once every file is written, so an interrupted render never leaves a half report
+that looks complete, and an existing report of the same name is replaced only by a
+complete one. A report folder holds ``index.html``, ``summary.md``, ``report.json``,
+``tables/`` (means, bd, per_image, curves; Markdown, CSV and LaTeX) and ``plots/``
+(PNG and SVG per dataset and metric).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import UsageError
+from harness.report import html as _html
+from harness.report import plots as _plots
+from harness.report import runinfo as _runinfo
+from harness.report import tables as _tables
+
+__all__ = ["build_report", "curves_frame", "REPORT_MARKER"]
+
+REPORT_MARKER = "report.json"
+REPORT_KIND = "harness-report"
+CURVE_COLUMNS = ["bpp", "psnr", "ms_ssim", "ms_ssim_db", "quality", "encode_s", "decode_s"]
+
+
+class _Stages:
+    """Wall time per stage, for the benchmark and for ``report.json``."""
+
+    def __init__(self, sink: dict | None):
+        self.times: dict[str, float] = sink if sink is not None else {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - start
+
+
+def curves_frame(curves: Sequence) -> pd.DataFrame:
+    """Every curve's points in one long table (dataset, curve, origin, points)."""
+    parts = []
+    for curve in curves:
+        points = curve.points.reindex(columns=CURVE_COLUMNS).copy()
+        points.insert(0, "source", curve.source)
+        points.insert(0, "origin", curve.origin)
+        points.insert(0, "curve", curve.name)
+        points.insert(0, "dataset", curve.dataset)
+        parts.append(points)
+    columns = ["dataset", "curve", "origin", "source"] + CURVE_COLUMNS
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
+def curves_table(curves: Sequence) -> _tables.Table:
+    C = _tables.Column
+    cols = (C("dataset", "dataset"), C("curve", "curve"), C("origin", "origin"),
+            C("quality", "quality", 2), C("bpp", "bpp", 4), C("psnr", "PSNR (dB)", 2),
+            C("ms_ssim", "MS-SSIM", 4), C("ms_ssim_db", "MS-SSIM (dB)", 2),
+            C("encode_s", "enc (ms)", 2, scale=1e3), C("decode_s", "dec (ms)", 2, scale=1e3),
+            C("source", "source", latex=False))
+    return _tables.Table("curves", "RD points of every curve", curves_frame(curves), cols,
+                         group_by=("dataset",))
+
+
+def _anchors(curves: Sequence, bd: pd.DataFrame, anchor: str | None,
+             default_anchor) -> dict[str, str | None]:
+    out = {}
+    for dataset in sorted({c.dataset for c in curves}):
+        found = bd[bd["dataset"] == dataset]["anchor"] if len(bd) else []
+        if len(found):
+            out[dataset] = str(found.iloc[0])
+        elif anchor is not None:
+            out[dataset] = anchor
+        else:
+            out[dataset] = default_anchor(curves, dataset)
+    return out
+
+
+# --- the folder: write aside, then rename into place ------------------------------------
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(parent: Path, name: str) -> None:
+    """Remove temporary folders that killed renders of this report left behind."""
+    for kind in ("tmp", "old"):
+        for path in parent.glob(f".{name}.{kind}-*"):
+            try:
+                pid = int(path.name.split("-")[-2])
+            except (ValueError, IndexError):
+                continue
+            if path.is_dir() and not _pid_alive(pid):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_replaceable(final: Path) -> None:
+    if not final.exists():
+        return
+    if not final.is_dir():
+        raise UsageError(f"{final} exists and is not a folder; choose another report folder")
+    marker = final / REPORT_MARKER
+    if any(final.iterdir()):
+        try:
+            kind = json.loads(marker.read_text(encoding="utf-8")).get("kind")
+        except (OSError, ValueError, AttributeError):
+            kind = None
+        if kind != REPORT_KIND:
+            raise UsageError(
+                f"{final} exists and is not a harness report (no {REPORT_MARKER}); it is not "
+                "replaced. Choose another report folder or move it away.")
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    if not final.exists():
+        os.rename(tmp, final)
+        return
+    old = final.parent / f".{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+    os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --- build ------------------------------------------------------------------------------
+
+def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=None,
+                 anchor=None, method="pchip", include_published=True, extra_curves=(),
+                 title="Benchmark report", timings: dict | None = None) -> Path:
+    """Render the report of the store at ``store_path`` into ``out_dir``; return its path.
+
+    Args:
+        store_path: the SQLite results store (must exist).
+        out_dir: the report folder; an existing harness report there is replaced once
+            the new one is complete. Another existing non-empty folder is refused.
+        datasets, codecs: restrict to these dataset ids / codec names.
+        anchor: BD anchor (default: per dataset, see ``harness.curves.default_anchor``).
+        method: BD interpolation (``pchip``, ``akima``, ``cubic``).
+        include_published: True: add the published curves of the report's datasets
+            (a crowded plot draws only some of them; all are in the tables); a list of
+            names: add those published curves and draw them all; False: none.
+        extra_curves: more ``Curve`` objects to plot and compare.
+        title: the page title.
+        timings: if given, filled with seconds per stage.
+    """
+    from harness import curves as _curves
+    from harness.aggregate import summarize
+    from harness.store import ResultsStore
+
+    stage = _Stages(timings)
+    datasets = [datasets] if isinstance(datasets, str) else datasets
+    codecs = [codecs] if isinstance(codecs, str) else codecs
+    store_file = Path(store_path)
+    if not store_file.is_file():
+        raise UsageError(f"no results store at {store_file}; run `harness run` first")
+    final = Path(out_dir)
+    if final.name in ("", ".", ".."):
+        raise UsageError(f"{out_dir!r} cannot be a report folder; name a folder")
+    final = final.absolute()
+    _check_replaceable(final)
+    if final in store_file.absolute().parents:
+        raise UsageError(f"the report folder {final} holds the store; choose another")
+
+    with stage("load"):
+        with ResultsStore(store_file) as store:
+            rows = store.rows(datasets=datasets, codecs=codecs)
+            runs = store.runs()
+            curves = list(_curves.measured_curves(store, datasets=datasets, codecs=codecs))
+            wanted = list(datasets) if datasets else sorted({c.dataset for c in curves})
+            extra = list(extra_curves)
+            chosen = None if include_published is True else list(include_published or ())
+            if wanted and (include_published is True or chosen):
+                curves += [c for c in _curves.published_curves(wanted, names=chosen)
+                           if c.dataset in wanted]
+            curves += [c for c in _curves.imported_curves(store) if c.dataset in wanted]
+            curves += extra
+        frame = _runinfo.rows_frame(rows)
+        summary = summarize(rows)
+    if not rows and not curves:
+        raise UsageError(f"{store_file} holds nothing to report"
+                         + (" for the datasets / codecs asked for" if datasets or codecs else ""))
+    report_datasets = sorted({c.dataset for c in curves} | set(frame["dataset"].dropna()))
+
+    with stage("bd"):
+        bd = _curves.bd_table(curves, anchor=anchor, method=method)
+        anchors = _anchors(curves, bd, anchor, _curves.default_anchor)
+        for dataset, name in anchors.items():
+            # a BD anchor looked up outside ``curves`` (a published VTM, say) is drawn too
+            if name and not any(c.dataset == dataset and c.name == name for c in curves):
+                found = _curves.find_curve(name, dataset, curves)
+                if found is not None:
+                    curves.append(found)
+
+    with stage("tables"):
+        latest = _tables.latest_fingerprints(frame)
+        means = _tables.means_table(summary, latest)
+        origins = {(c.dataset, c.name): c.origin for c in curves}
+        bd_table = _tables.bd_summary_table(bd, method, origins)
+        per_image = _tables.per_image_table(frame)
+        points = curves_table(curves)
+        cache = _plots.RDCache()
+        info = _runinfo.run_summary(summary, frame, runs, bd, curves, latest, cache.has)
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(final.parent, final.name)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        with stage("write tables"):
+            files = []
+            for table in (means, bd_table, per_image, points):
+                files += _tables.write_table(table, tmp / "tables")
+        with stage("plots"):
+            optional = None if include_published is True else (lambda curve: False)
+            plots = _plots.render_plots(curves, anchors, tmp / "plots", optional=optional,
+                                        cache=cache)
+            info.notes.extend(_left_out_notes(plots))
+        with stage("html"):
+            generated = datetime.now(UTC).isoformat(timespec="seconds")
+            facts = _facts(store_file, generated, report_datasets, curves, anchors, method,
+                           rows, runs)
+            relative = [str(p.relative_to(tmp)) for p in files]
+            (tmp / "summary.md").write_text(
+                _runinfo.summary_markdown(info, title=title,
+                                          header=[f"{k}: {v}" for k, v in facts]),
+                encoding="utf-8")
+            page = _html.render_html(
+                title=title, facts=facts, datasets=report_datasets, bd=bd_table, means=means,
+                per_image=per_image, plots=plots, info=info,
+                files=["summary.md"] + relative)
+            (tmp / "index.html").write_text(page, encoding="utf-8")
+            manifest = {
+                "kind": REPORT_KIND, "title": title, "generated": generated,
+                "store": str(store_file.absolute()), "datasets": report_datasets,
+                "anchors": anchors, "method": method,
+                "curves": [{"name": c.name, "dataset": c.dataset, "origin": c.origin}
+                           for c in curves],
+                "environment": info.report_env,
+                "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+                + [REPORT_MARKER],
+                "stage_seconds": {k: round(v, 4) for k, v in stage.times.items()},
+            }
+            (tmp / REPORT_MARKER).write_text(json.dumps(manifest, indent=2) + "\n",
+                                             encoding="utf-8")
+        with stage("finish"):
+            _move_into_place(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _left_out_notes(plots: Sequence) -> list[str]:
+    notes = []
+    for plot in plots:
+        if plot.left_out:
+            label = _plots.METRIC_AXIS.get(plot.metric, plot.metric).split(" (")[0]
+            notes.append(f"{plot.dataset}: the {label} plot draws {len(plot.curves)} curves; "
+                         f"{len(plot.left_out)} more published curves are left out of it (they "
+                         "are in the BD table and tables/curves.csv).")
+    return notes
+
+
+def _facts(store_file: Path, generated: str, datasets: Sequence[str], curves: Sequence,
+           anchors: dict, method: str, rows: Sequence[dict], runs: Sequence[dict]
+           ) -> list[tuple[str, str]]:
+    origins: dict[str, int] = {}
+    for curve in curves:
+        origins[curve.origin] = origins.get(curve.origin, 0) + 1
+    errors = sum(1 for r in rows if r.get("error"))
+    return [
+        ("generated", generated),
+        ("store", str(store_file)),
+        ("datasets", ", ".join(datasets) or "none"),
+        ("curves", ", ".join(f"{n} {o}" for o, n in sorted(origins.items())) or "none"),
+        ("BD anchor", "; ".join(f"{d}: {a or 'none'}" for d, a in anchors.items()) or "none"),
+        ("BD method", method),
+        ("measurements", f"{len(rows)} ({errors} with an error)"),
+        ("runs", str(len(runs))),
+    ]

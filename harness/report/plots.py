@@ -1,0 +1,253 @@
+"""Rate-distortion plots (matplotlib figures drawn off-screen, no pyplot, no global state).
+
+One plot per dataset and metric: PSNR-bpp and MS-SSIM (dB)-bpp, one line per curve with
+markers at its points. The anchor is drawn thicker, in black, and listed first;
+published curves are dashed, imported ones dash-dotted. A codec keeps its colour on
+every plot, and a published curve of the same codec (``jpeg@published``) shares the
+measured one's colour.
+Two sizes: ``column`` (3.5 in wide, fonts 7-8 pt, for a paper column; PNG and SVG
+files) and ``page`` (larger, for the HTML page).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+from matplotlib.figure import Figure
+
+METRIC_AXIS = {"psnr": "PSNR (dB)", "ms-ssim": "MS-SSIM (dB)"}
+LINESTYLES = {"measured": "-", "published": "--", "imported": "-."}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+PNG_DPI = 200
+ANCHOR_COLOR = (0.0, 0.0, 0.0)
+PLOT_LIMIT = 12  # curves per plot; optional (published) curves beyond it are left out
+CLASSICAL = ("vtm", "hm", "bpg444", "bpg", "av1", "jpeg2000", "webp", "jpeg")
+
+SIZES = {
+    # width, base height (in), font size, tick/legend font size
+    "column": (3.5, 2.6, 8.0, 7.0),
+    "page": (7.2, 4.4, 10.0, 9.0),
+}
+
+_RC = {
+    "svg.fonttype": "none",
+    "font.family": "DejaVu Sans",
+    "axes.linewidth": 0.6,
+    "grid.linewidth": 0.4,
+    "grid.alpha": 0.5,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "path.simplify": False,
+}
+
+
+def base_name(name: str) -> str:
+    """``vtm@published`` -> ``vtm``: the codec a curve shows."""
+    return name.split("@", 1)[0]
+
+
+def slug(text: str) -> str:
+    """A file-name and HTML-id safe version of a dataset id (``folder:x`` -> ``folder_x``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+class RDCache:
+    """``curve.rd(metric)`` computed once per curve and metric."""
+
+    def __init__(self):
+        self._values: dict[tuple[int, str], tuple] = {}
+
+    def rd(self, curve, metric: str):
+        key = (id(curve), metric)
+        found = self._values.get(key)
+        if found is None or found[0] is not curve:
+            found = (curve, curve.rd(metric))
+            self._values[key] = found
+        return found[1]
+
+    def has(self, curve, metric: str) -> bool:
+        return len(self.rd(curve, metric)[0]) > 0
+
+
+@dataclass(frozen=True)
+class Style:
+    color: tuple
+    marker: str
+
+
+def curve_styles(names: Iterable[str]) -> dict[str, Style]:
+    """A stable colour and marker per codec (by base name, sorted)."""
+    from matplotlib import colormaps
+
+    bases = sorted({base_name(n) for n in names})
+    palette = colormaps["tab10"].colors if len(bases) <= 10 else colormaps["tab20"].colors
+    styles = {}
+    for i, base in enumerate(bases):
+        marker = MARKERS[(i + i // len(palette)) % len(MARKERS)]
+        styles[base] = Style(tuple(palette[i % len(palette)]), marker)
+    return styles
+
+
+def select_curves(curves: Sequence, metric: str, anchor: str | None, *,
+                  limit: int = PLOT_LIMIT, optional=None,
+                  cache: RDCache | None = None) -> tuple[list, list]:
+    """(drawn, left out) for one plot.
+
+    Every curve with values for ``metric`` is drawn, except that ``optional`` ones
+    (default: published curves) only fill the room left below ``limit``, in this order:
+    the published version of a drawn codec, classical codecs (VTM, HM, BPG, AV1,
+    JPEG 2000, WebP, JPEG), authors' curves, then CompressAI's runs. The anchor is
+    always drawn.
+    """
+    if optional is None:
+        def optional(curve):
+            return curve.origin == "published"
+    cache = cache or RDCache()
+    have = [c for c in curves if cache.has(c, metric)]
+    fixed = [c for c in have if c.name == anchor or not optional(c)]
+    fixed_ids = {id(c) for c in fixed}
+    drawn_bases = {base_name(c.name) for c in fixed}
+
+    def rank(curve):
+        base = base_name(curve.name)
+        if base in drawn_bases:
+            return (0, 0, curve.name)
+        if base in CLASSICAL:
+            return (1, CLASSICAL.index(base), curve.name)
+        return (3 if base.startswith("compressai-") else 2, 0, curve.name)
+
+    rest = sorted((c for c in have if id(c) not in fixed_ids), key=rank)
+    room = max(0, limit - len(fixed))
+    return fixed + rest[:room], rest[room:]
+
+
+def _ordered(curves: Sequence, anchor: str | None) -> list:
+    rank = {"measured": 0, "imported": 1, "published": 2}
+    return sorted(curves, key=lambda c: (c.name != anchor, rank.get(c.origin, 3), c.name))
+
+
+def rd_figure(curves: Sequence, metric: str, *, anchor: str | None = None,
+              title: str | None = None, size: str = "column",
+              styles: dict[str, Style] | None = None,
+              cache: RDCache | None = None) -> Figure | None:
+    """The RD figure of ``curves`` (one dataset) for ``metric``; None if none has values."""
+    cache = cache or RDCache()
+    shown = [c for c in curves if cache.has(c, metric)]
+    if not shown:
+        return None
+    styles = styles or curve_styles(c.name for c in shown)
+    width, height, font, small = SIZES[size]
+    shown = _ordered(shown, anchor)
+    many = len(shown) > 6 if size == "column" else False
+    longest = max(len(c.name) for c in shown) + (9 if anchor else 0)
+    if many:
+        ncols = max(1, min(3, int(3.45 // (0.054 * longest + 0.45))))
+        rows = -(-len(shown) // ncols)
+        height += 0.15 * rows + 0.15
+    elif size == "page":
+        height = max(height, 0.22 * len(shown) + 0.8)
+        width += max(0.0, 0.075 * longest - 1.6)
+    with matplotlib.rc_context(_RC | {"font.size": font, "axes.labelsize": font,
+                                      "axes.titlesize": font, "xtick.labelsize": small,
+                                      "ytick.labelsize": small, "legend.fontsize": small}):
+        fig = Figure(figsize=(width, height), layout="constrained")
+        ax = fig.add_subplot()
+        for curve in shown:
+            bpp, quality = cache.rd(curve, metric)
+            style = styles.get(base_name(curve.name)) or Style((0.3, 0.3, 0.3), "o")
+            is_anchor = curve.name == anchor
+            if is_anchor:
+                style = Style(ANCHOR_COLOR, style.marker)
+            label = f"{curve.name} (anchor)" if is_anchor else curve.name
+            ax.plot(bpp, quality, linestyle=LINESTYLES.get(curve.origin, ":"),
+                    color=style.color, marker=style.marker,
+                    markersize=(4.2 if is_anchor else 3.0) * (1.3 if size == "page" else 1.0),
+                    linewidth=(2.4 if is_anchor else 1.0) * (1.3 if size == "page" else 1.0),
+                    markerfacecolor=style.color if curve.origin == "measured" else "white",
+                    zorder=4 if is_anchor else 2, label=label, gid=f"curve-{slug(curve.name)}")
+        ax.set_xlabel("bpp")
+        ax.set_ylabel(METRIC_AXIS.get(metric, metric))
+        if title:
+            ax.set_title(title)
+        ax.grid(True)
+        ax.margins(x=0.03, y=0.05)
+        if size == "page":
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                      frameon=False, handlelength=2.4)
+        elif many:
+            fig.legend(loc="outside lower center", ncols=ncols, frameon=False,
+                       handlelength=2.2, columnspacing=1.0)
+        else:
+            ax.legend(loc="lower right", frameon=True, framealpha=0.85, handlelength=2.2)
+    return fig
+
+
+def save_figure(fig: Figure, base: Path, salt: str) -> tuple[Path, Path]:
+    """``base.png`` (dpi >= 200) and ``base.svg``."""
+    png, svg = base.with_suffix(".png"), base.with_suffix(".svg")
+    with matplotlib.rc_context(_RC | {"svg.hashsalt": salt}):
+        fig.savefig(png, dpi=PNG_DPI, facecolor="white", metadata={"Software": None})
+        fig.set_layout_engine("none")  # keep the layout just computed (it is dpi-free)
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    return png, svg
+
+
+def figure_svg(fig: Figure, salt: str) -> str:
+    """The figure as an SVG element to inline in HTML (ids salted per figure)."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context(_RC | {"svg.hashsalt": salt}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    text = buffer.getvalue()
+    start = text.find("<svg")
+    return text[start:] if start >= 0 else text
+
+
+@dataclass(frozen=True)
+class Plot:
+    dataset: str
+    metric: str
+    png: Path
+    svg: Path
+    inline_svg: str
+    curves: tuple[str, ...]
+    left_out: tuple[str, ...] = ()
+
+
+def render_plots(curves: Sequence, anchors: dict[str, str | None], folder: Path,
+                 metrics: Sequence[str] = ("psnr", "ms-ssim"), *, limit: int = PLOT_LIMIT,
+                 optional=None, cache: RDCache | None = None) -> list[Plot]:
+    """Every dataset x metric plot: files in ``folder`` plus the inline SVG for HTML.
+
+    See :func:`select_curves` for which curves a crowded plot leaves out.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = cache or RDCache()
+    jobs = []
+    for dataset in sorted({c.dataset for c in curves}):
+        mine = [c for c in curves if c.dataset == dataset]
+        anchor = anchors.get(dataset)
+        for metric in metrics:
+            drawn, left_out = select_curves(mine, metric, anchor, limit=limit,
+                                            optional=optional, cache=cache)
+            if drawn:
+                jobs.append((dataset, metric, anchor, drawn, left_out))
+    styles = curve_styles(c.name for job in jobs for c in job[3])
+    plots = []
+    for dataset, metric, anchor, drawn, left_out in jobs:
+        key = f"{slug(dataset)}_{metric}"
+        fig = rd_figure(drawn, metric, anchor=anchor, styles=styles, size="column",
+                        cache=cache)
+        png, svg = save_figure(fig, folder / key, salt=key)
+        page = rd_figure(drawn, metric, anchor=anchor, styles=styles, size="page",
+                         title=f"{dataset}: {METRIC_AXIS.get(metric, metric)} vs bpp",
+                         cache=cache)
+        inline = figure_svg(page, salt=f"page-{key}")
+        names = tuple(c.name for c in _ordered(drawn, anchor))
+        plots.append(Plot(dataset, metric, png, svg, inline, names,
+                          tuple(c.name for c in left_out)))
+    return plots
