@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 GROUP = ["codec", "codec_fingerprint", "dataset", "quality"]
-MEASURES = ["bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s"]
+MEASURES = ["bpp", "payload_bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s"]
 
 
 def _finite_mean(values: pd.Series) -> float:
@@ -33,6 +33,9 @@ def summarize(rows: Sequence[dict]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame.from_records(rows)
+    # the rate of the coded payload alone, as CompressAI counts it (header left out)
+    payload = frame["payload_bytes"].astype(float) if "payload_bytes" in frame else math.nan
+    frame["payload_bpp"] = 8.0 * payload / (frame["width"] * frame["height"])
     frame[MEASURES] = frame[MEASURES].astype(float)
     ok = frame[frame["error"].isna()]
     lines = []

@@ -73,6 +73,14 @@ class Codec(ABC):
         """Return ``quality`` if this codec accepts it; raise ValueError otherwise."""
         return quality
 
+    def payload_size(self, bitstream: bytes) -> int:
+        """Bytes of the coded payload alone, without the codec's own header.
+
+        Learned codecs report the entropy-coded strings here (the rate CompressAI and
+        papers count); for file formats the whole bitstream is the payload.
+        """
+        return len(bitstream)
+
     def prepare(self, quality: Quality) -> None:
         """Get ready to run ``quality`` here (download weights, say), in the parent process.
 

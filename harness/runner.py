@@ -185,6 +185,7 @@ def measure(task: Task, torch_threads: int = 1) -> ResultRow:
             raise ValueError(f"the encoder returned {type(bitstream).__name__} of length "
                              f"{len(bitstream) if hasattr(bitstream, '__len__') else '?'}")
         row.bytes = len(bitstream)
+        row.payload_bytes = codec.payload_size(bytes(bitstream))
         row.bpp = metrics.bits_per_pixel(len(bitstream), task.height, task.width)
         stage = "decoding"
         start = time.perf_counter()

@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS results (
     note TEXT,
     run_id INTEGER,
     created TEXT NOT NULL,
+    payload_bytes INTEGER,
     PRIMARY KEY (codec_fingerprint, quality, image_hash)
 );
 CREATE TABLE IF NOT EXISTS curves (
@@ -83,7 +84,7 @@ CREATE TABLE IF NOT EXISTS curves (
 CREATE VIEW IF NOT EXISTS results_view AS
     SELECT r.codec, r.codec_fingerprint, r.quality, i.dataset, i.image_id, r.image_hash,
            r.width, r.height, r.bytes, r.bpp, r.psnr, r.ms_ssim, r.ms_ssim_db,
-           r.encode_s, r.decode_s, r.error, r.note, r.run_id
+           r.encode_s, r.decode_s, r.error, r.note, r.run_id, r.payload_bytes
     FROM results r JOIN images i ON i.image_hash = r.image_hash;
 """
 
@@ -107,6 +108,7 @@ class ResultRow:
     decode_s: float | None = None
     error: str | None = None
     note: str | None = None
+    payload_bytes: int | None = None  # entropy-coded payload alone (CompressAI's count)
 
 
 @dataclass
@@ -146,6 +148,7 @@ class ResultsStore:
             self.db = sqlite3.connect(self.path, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            self._add_missing_columns()
             self.db.executescript(_SCHEMA)
             self._check_schema_version()
         except sqlite3.DatabaseError as exc:
@@ -155,6 +158,14 @@ class ResultsStore:
             ) from exc
         except OSError as exc:
             raise StoreError(f"cannot create the results store {self.path}: {exc}") from exc
+
+    def _add_missing_columns(self) -> None:
+        """Bring a store written before ``payload_bytes`` existed up to date."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
+        if columns and "payload_bytes" not in columns:
+            with self.db:
+                self.db.execute("ALTER TABLE results ADD COLUMN payload_bytes INTEGER")
+                self.db.execute("DROP VIEW IF EXISTS results_view")
 
     def _check_schema_version(self) -> None:
         found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()

@@ -64,3 +64,19 @@ def test_a_store_of_another_schema_is_refused(tmp_path):
         db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     with pytest.raises(StoreError, match="schema 99"):
         ResultsStore(path)
+
+
+def test_a_store_without_payload_bytes_is_brought_up_to_date(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with ResultsStore(path) as store:
+        _image(store)
+        store.put_result(ResultRow("jpeg", "fp", 50, "h1", 10, 20, 25, 1.0, 30.0))
+    with sqlite3.connect(path) as db:  # as the first release wrote it
+        db.execute("DROP VIEW results_view")
+        db.execute("ALTER TABLE results DROP COLUMN payload_bytes")
+    with ResultsStore(path) as store:
+        (row,) = store.rows()
+        store.put_result(ResultRow("webp", "fp2", 50, "h1", 10, 20, 25, 1.0, 30.0,
+                                   payload_bytes=20))
+        assert row["bytes"] == 25 and row["payload_bytes"] is None
+        assert {r["payload_bytes"] for r in store.rows()} == {None, 20}

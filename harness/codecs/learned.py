@@ -237,6 +237,9 @@ class LearnedCodec(Codec):
                              f" got {quality}")
         return quality
 
+    def payload_size(self, bitstream: bytes) -> int:
+        return payload_bytes(bitstream)
+
     def prepare(self, quality: Quality) -> None:
         """Fetch and strictly load the weights now, so a bad file stops the run early."""
         self.model(quality)
