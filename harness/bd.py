@@ -213,6 +213,48 @@ def bd_psnr(
     return float(delta)
 
 
+def quality_at_rate(rate: Sequence[float], quality: Sequence[float], at_rate: float,
+                    method: str = "pchip") -> float | None:
+    """The curve's quality at ``at_rate``, interpolated over log rate as BD does.
+
+    Returns None when ``at_rate`` lies outside the curve's rate range (no extrapolation).
+    """
+    method = _check_method(method)
+    r, q = _curve("baseline", rate, quality, method)
+    return _evaluate(np.log10(r), q, math.log10(at_rate), method)
+
+
+def rate_at_quality(rate: Sequence[float], quality: Sequence[float], at_quality: float,
+                    method: str = "pchip") -> float | None:
+    """The curve's rate at ``at_quality`` (log rate interpolated over quality, as BD-rate).
+
+    Returns None outside the curve's quality range.
+    """
+    method = _check_method(method)
+    r, q = _curve("baseline", rate, quality, method)
+    _check_quality_axis("baseline", r, q, method)
+    value = _evaluate(q, np.log10(r), at_quality, method)
+    return None if value is None else float(10.0**value)
+
+
+def _evaluate(x: np.ndarray, y: np.ndarray, at: float, method: str) -> float | None:
+    """The interpolant of (x, y) at ``at``, or None outside [min x, max x]."""
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    if not x[0] <= at <= x[-1]:
+        return None
+    if method == "cubic":
+        return float(np.polynomial.Polynomial.fit(x, y, 3)(at))
+    d = _pchip_slopes(x, y) if method == "pchip" else _akima_slopes(x, y)
+    k = int(min(np.searchsorted(x, at, side="right") - 1, len(x) - 2))
+    h = x[k + 1] - x[k]
+    delta = (y[k + 1] - y[k]) / h
+    c2 = (3.0 * delta - 2.0 * d[k] - d[k + 1]) / h
+    c3 = (d[k] - 2.0 * delta + d[k + 1]) / h**2
+    s = at - x[k]
+    return float(y[k] + s * (d[k] + s * (c2 + s * c3)))
+
+
 def _check_method(method: object) -> str:
     if not isinstance(method, str) or method not in METHODS:
         expected = ", ".join(repr(m) for m in METHODS)

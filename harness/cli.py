@@ -9,6 +9,7 @@ finished work is kept).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -41,66 +42,79 @@ def _parse_quality(text: str) -> float | int:
 # --- harness run ----------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness import runner
     from harness.aggregate import format_table, summarize
-    from harness.datasets import resolve_dataset
-    from harness.store import ResultsStore
 
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    jobs = args.jobs or runner.default_jobs()
-    data_dir = Path(args.data_dir) if args.data_dir else None
-    datasets = [resolve_dataset(spec, data_dir) for spec in args.datasets]
-    for dataset in datasets:
-        for note in dataset.notes:
-            _say(f"note: {dataset.id}: {note}")
-
+    datasets = resolve_datasets(args)
     codecs, qualities, problems = prepare_codecs(args)
-    store = ResultsStore(args.store)
-    config = {"datasets": [d.id for d in datasets], "codecs": [c.name for _, c in codecs],
-              "qualities": qualities, "jobs": jobs,
-              "options": {c.name: dict(spec.options) for spec, c in codecs if spec.options}}
-    run_id = store.start_run(config, _versions([c for _, c in codecs]))
-    images = []
-    for dataset in datasets:
-        report = runner.prepare_images(dataset, store)
-        images.extend(report.images)
-        for warning in report.warnings:
-            _say(f"warning: {warning}")
-        problems.extend(f"image skipped: {error}" for error in report.errors)
-
-    tasks, cached = runner.plan(codecs, qualities, images, store)
-    _say(f"{len(images)} images x {len(codecs)} codecs: {len(tasks)} measurements to make,"
-         f" {cached} already in {store.path}")
-    started = time.perf_counter()
-    outcome = runner.execute(tasks, store, run_id, jobs, progress=not args.no_progress)
-    elapsed = time.perf_counter() - started
-
-    status = "interrupted" if outcome.interrupted else ("failed" if outcome.failed else "done")
-    store.end_run(run_id, status)
-    store.close()
-    with ResultsStore(args.store) as store:
-        rows = store.rows(datasets=[d.id for d in datasets], codecs=[c.name for _, c in codecs],
-                          fingerprints=[c.fingerprint() for _, c in codecs])
+    outcome, rows = measure(args, datasets, codecs, qualities, problems)
     summary = summarize(rows)
     if not summary.empty:
         print(format_table(summary))
-    print(f"\n{outcome.done} measured in {elapsed:.1f} s, {cached} reused;"
-          f" results in {store.path}")
+    print(f"\n{outcome.done} measured in {outcome.seconds:.1f} s, {outcome.cached} reused;"
+          f" results in {args.store}")
     if rows and not args.no_report and not outcome.interrupted:
         from harness.report import build_report
 
         report = build_report(args.store, args.report, datasets=[d.id for d in datasets],
                               codecs=[c.name for _, c in codecs])
         print(f"report: {report / 'index.html'}")
-    for message, count in outcome.errors.most_common():
-        problems.append(f"{count} x {message}")
     for problem in problems:
         _say(f"error: {problem}")
     if outcome.interrupted:
         _say("interrupted: finished measurements are stored; run the same command to resume")
         return EXIT_INTERRUPTED
     return EXIT_FAILED if problems else EXIT_OK
+
+
+def resolve_datasets(args: argparse.Namespace) -> list:
+    from harness.datasets import resolve_dataset
+
+    data_dir = Path(args.data_dir) if getattr(args, "data_dir", None) else None
+    datasets = [resolve_dataset(spec, data_dir) for spec in args.datasets]
+    for dataset in datasets:
+        for note in dataset.notes:
+            _say(f"note: {dataset.id}: {note}")
+    return datasets
+
+
+def measure(args: argparse.Namespace, datasets, codecs, qualities, problems: list[str]):
+    """Measure what the store lacks; return the outcome and the rows of these codecs.
+
+    Unreadable images and failed measurements are appended to ``problems``.
+    """
+    from harness import runner
+    from harness.store import ResultsStore
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    jobs = args.jobs or runner.default_jobs()
+    with ResultsStore(args.store) as store:
+        config = {"command": args.command, "datasets": [d.id for d in datasets],
+                  "codecs": [c.name for _, c in codecs], "qualities": qualities, "jobs": jobs,
+                  "options": {c.name: dict(spec.options) for spec, c in codecs if spec.options}}
+        run_id = store.start_run(config, _versions([c for _, c in codecs]))
+        images = []
+        for dataset in datasets:
+            report = runner.prepare_images(dataset, store)
+            images.extend(report.images)
+            for warning in report.warnings:
+                _say(f"warning: {warning}")
+            problems.extend(f"image skipped: {error}" for error in report.errors)
+
+        tasks, cached = runner.plan(codecs, qualities, images, store)
+        _say(f"{len(images)} images x {len(codecs)} codecs: {len(tasks)} measurements to make,"
+             f" {cached} already in {store.path}")
+        started = time.perf_counter()
+        outcome = runner.execute(tasks, store, run_id, jobs,
+                                 progress=not getattr(args, "no_progress", False))
+        outcome.seconds, outcome.cached = time.perf_counter() - started, cached
+        status = ("interrupted" if outcome.interrupted
+                  else "failed" if outcome.failed else "done")
+        store.end_run(run_id, status)
+        rows = store.rows(datasets=[d.id for d in datasets], codecs=[c.name for _, c in codecs],
+                          fingerprints=[c.fingerprint() for _, c in codecs])
+    problems.extend(f"{count} x {message}" for message, count in outcome.errors.most_common())
+    return outcome, rows
 
 
 def prepare_codecs(args: argparse.Namespace):
@@ -378,6 +392,183 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if all(c.ok for c in checks) and not problems else EXIT_FAILED
 
 
+# --- harness check ------------------------------------------------------------------------
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt", ".bin")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from harness import check
+    from harness.checkpoints import CheckpointError, CheckpointMismatch
+    from harness.curves import curve_from_file, measured_curves, published_curve
+    from harness.images import load_image
+    from harness.runner import CodecSpec
+    from harness.store import ResultsStore
+    from harness.verify import verify_quality
+
+    tol = check.Tolerances(args.max_bd_rate, args.max_psnr_drop, args.max_rate_increase,
+                           args.forward_tolerance_db, args.max_rate_gap, args.image_psnr,
+                           args.image_bpp)
+    for path in args.checkpoints:
+        if not Path(path).is_file():
+            raise UsageError(f"checkpoint {path} does not exist")
+    baseline_ckpts = [b for b in args.baseline if b.endswith(CHECKPOINT_SUFFIXES)]
+    if baseline_ckpts and len(baseline_ckpts) != len(args.baseline):
+        raise UsageError("--baseline is either checkpoint files or one curve, not both")
+    if len(args.baseline) > 1 and not baseline_ckpts:
+        raise UsageError("--baseline takes one curve (NAME@published, a results JSON or a"
+                         " codec in the store) or several checkpoint files")
+    datasets = resolve_datasets(args)
+    label = ", ".join(Path(p).name for p in args.checkpoints)
+    report = check.CheckReport(f"{args.codec} [{label}]", " ".join(args.baseline), args.method)
+
+    # the correctness gates, on a few images of the first dataset
+    gate_images = [(ref.image_id, load_image(ref.path).pixels[:args.gate_crop, :args.gate_crop])
+                   for ref in datasets[0].images[:args.gate_images]]
+    new_codecs, failures = [], {}
+
+    def spec_of(path: str):
+        options = {"checkpoint": str(Path(path).resolve())}
+        if args.device:
+            options["device"] = args.device
+        return CodecSpec(args.codec, tuple(sorted(options.items())))
+
+    for path in args.checkpoints:
+        spec = spec_of(path)
+        codec = spec.create()
+        if "checkpoint" not in codec.accepted_options:
+            raise UsageError(f"harness check compares checkpoints; {args.codec} takes none")
+        try:
+            codec.prepare(1)
+        except CheckpointMismatch as exc:
+            failures.setdefault("loads-strictly", []).append(str(exc))
+            continue
+        except CheckpointError as exc:
+            raise UsageError(f"checkpoint {path} cannot be used: {exc}") from exc
+        new_codecs.append((spec, codec))
+        result = verify_quality(codec, spec.name, dict(spec.options), 1, gate_images,
+                                tol.forward_match_db)
+        name = Path(path).name
+        if result.forward_match_db < tol.forward_match_db:
+            failures.setdefault("decodes-to-forward", []).append(
+                f"{name}: {result.forward_match_db:.2f} dB < {tol.forward_match_db:g} dB")
+        if not (result.deterministic and result.fresh_process):
+            failures.setdefault("deterministic", []).append(
+                f"{name}: same bytes {result.deterministic}, fresh process {result.fresh_process}")
+        if not all(math.isfinite(v) for v in (result.real_bpp, result.estimated_bpp,
+                                              result.rate_gap)):
+            failures.setdefault("finite", []).append(f"{name}: NaN or inf in rates")
+        elif abs(100 * result.rate_gap) > tol.max_rate_gap:
+            failures.setdefault("rate-gap", []).append(
+                f"{name}: real rate {100 * result.rate_gap:+.2f} % from the estimate (limit"
+                f" {tol.max_rate_gap:g} %)")
+    for gate in ("loads-strictly", "decodes-to-forward", "deterministic", "rate-gap", "finite"):
+        problems = failures.get(gate)
+        report.gates.append(check.Gate(gate, not problems, "; ".join(problems or [
+            f"{len(args.checkpoints)} checkpoint(s) on {len(gate_images)} image(s)"])))
+    if args.golden or args.write_golden:
+        if len(new_codecs) != 1:
+            raise UsageError("--golden and --write-golden take exactly one checkpoint")
+        codec = new_codecs[0][1]
+        if args.write_golden:
+            check.write_golden(codec, gate_images, 1, Path(args.write_golden))
+            _say(f"golden bitstreams written to {args.write_golden}")
+        if args.golden:
+            report.gates.append(check.check_golden(codec, Path(args.golden)))
+
+    if report.verdict == check.FAILED_GATE:
+        report.gates.append(check.Gate("rd", False, "not compared: a correctness gate failed"))
+        return _check_output(args, report)
+
+    # the RD comparison
+    args.codecs, args.qualities = [args.codec], [1]
+    qualities = {c.name: [1] for _, c in new_codecs}
+    base_codecs = []
+    for path in baseline_ckpts:
+        spec = spec_of(path)
+        codec = spec.create()
+        try:
+            codec.prepare(1)
+        except CheckpointError as exc:
+            raise UsageError(f"baseline checkpoint {path} cannot be used: {exc}") from exc
+        base_codecs.append((spec, codec))
+        qualities[codec.name] = [1]
+    problems: list[str] = []
+    outcome, rows = measure(args, datasets, new_codecs + base_codecs, qualities, problems)
+    for problem in problems:
+        _say(f"error: {problem}")
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    # codecs are told apart by fingerprint: two files may share a name
+    new_names = {c.fingerprint() for _, c in new_codecs}
+    base_names = {c.fingerprint() for _, c in base_codecs}
+    for dataset in datasets:
+        in_set = [r for r in rows if r["dataset"] == dataset.id]
+        new_curve = _points(in_set, new_names, args.metric)
+        if baseline_ckpts:
+            base_curve = _points(in_set, base_names, args.metric)
+        else:
+            spec = args.baseline[0]
+            curve = None
+            if spec.endswith("@published"):
+                curve = published_curve(spec, dataset.id)
+            elif spec.endswith(".json"):
+                curve = curve_from_file(spec, dataset.id)
+            elif Path(args.store).is_file():
+                with ResultsStore(args.store) as store:
+                    curve = next((c for c in measured_curves(store, datasets=[dataset.id])
+                                  if c.name == spec), None)
+            if curve is None:
+                raise UsageError(f"no baseline curve {spec!r} on {dataset.id}: name a"
+                                 " published curve (vtm@published), a results JSON, a codec"
+                                 " measured in the store, or checkpoint files")
+            base_curve = curve.rd(args.metric)
+        if len(new_curve[0]) == 0:
+            raise UsageError(f"no successful measurement of the new checkpoint(s) on"
+                             f" {dataset.id}")
+        if len(new_curve[0]) == 1 and len(base_curve[0]) == 1:
+            comparison = check.compare_points(
+                dataset.id, (new_curve[0][0], new_curve[1][0]),
+                (base_curve[0][0], base_curve[1][0]), tol)
+        elif len(new_curve[0]) == 1:
+            comparison = check.compare_point_to_curve(
+                dataset.id, (new_curve[0][0], new_curve[1][0]), base_curve, tol, args.method)
+        else:
+            comparison = check.compare_curve(dataset.id, new_curve, base_curve, tol,
+                                             args.method)
+        if len(new_names) == 1 and len(base_names) == 1:
+            comparison.moved_images = check.moved_images(
+                [r for r in in_set if r["codec_fingerprint"] in new_names],
+                [r for r in in_set if r["codec_fingerprint"] in base_names], tol)
+        report.comparisons.append(comparison)
+    verdicts = [f"{c.dataset}: {c.verdict} ({c.numbers.get('reason', '')})"
+                for c in report.comparisons]
+    report.gates.append(check.Gate("rd", all(c.verdict == check.PASS
+                                             for c in report.comparisons), "; ".join(verdicts)))
+    return _check_output(args, report)
+
+
+def _points(rows: list[dict], fingerprints: set[str], metric: str):
+    """(bpp, quality) of each codec's mean over images, sorted by rate."""
+    from harness.aggregate import summarize
+    from harness.curves import METRIC_COLUMN
+
+    summary = summarize([r for r in rows if r["codec_fingerprint"] in fingerprints])
+    summary = summary[summary["images"] > 0].sort_values("bpp")
+    return summary["bpp"].to_numpy(), summary[METRIC_COLUMN[metric]].to_numpy()
+
+
+def _check_output(args: argparse.Namespace, report) -> int:
+    from harness import check
+
+    if args.junit:
+        Path(args.junit).write_text(check.to_junit(report))
+    if args.markdown:
+        Path(args.markdown).write_text(check.to_markdown(report))
+    print(check.to_json(report) if args.json else check.to_text(report))
+    return report.exit_code
+
+
 def _require_store(path: str) -> None:
     if not Path(path).is_file():
         raise UsageError(f"no results store at {path}; run `harness run` first or pass --store")
@@ -454,6 +645,50 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=["psnr", "ms-ssim"])
     bd.add_argument("--format", default="text", choices=["text", "csv"])
     bd.set_defaults(handler=cmd_bd)
+
+    chk = commands.add_parser(
+        "check", epilog="exit status: 0 pass; 1 regression, failed gate or cannot compare;"
+                        " 2 usage or input error (e.g. an unreadable checkpoint).",
+        help="regression-check new checkpoints against a baseline (for CI)",
+        description="Correctness gates (strict load, decode == forward, determinism, rate"
+                    " gap, finite values, optional golden bitstreams), then the RD comparison"
+                    " of the new checkpoint(s) with the baseline: BD-rate for a set, the PSNR"
+                    " and rate differences for one point. Measurements are reused from the"
+                    " store.")
+    chk.add_argument("codec", help="the architecture of the checkpoints (e.g. mbt2018, stf)")
+    chk.add_argument("--checkpoints", nargs="+", required=True, metavar="NEW")
+    chk.add_argument("--baseline", nargs="+", required=True, metavar="BASELINE",
+                     help="NAME@published, a CompressAI results JSON, a codec measured in"
+                          " the store, or checkpoint file(s)")
+    chk.add_argument("--datasets", nargs="+", default=["sample"], metavar="DATASET")
+    chk.add_argument("--data-dir", metavar="DIR")
+    chk.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
+    chk.add_argument("--jobs", type=int, metavar="N")
+    chk.add_argument("--device", metavar="DEVICE")
+    chk.add_argument("--metric", default="psnr", choices=["psnr", "ms-ssim"])
+    chk.add_argument("--method", default="pchip", choices=["pchip", "akima", "cubic"])
+    chk.add_argument("--max-bd-rate", type=float, default=0.5, metavar="PCT",
+                     help="largest BD-rate increase that passes (default +0.5 %%)")
+    chk.add_argument("--max-psnr-drop", type=float, default=0.05, metavar="DB",
+                     help="largest PSNR drop at equal rate that passes (default 0.05 dB)")
+    chk.add_argument("--max-rate-increase", type=float, default=1.0, metavar="PCT",
+                     help="largest rate increase at equal PSNR that passes (default 1 %%)")
+    chk.add_argument("--forward-tolerance-db", type=float, default=40.0, metavar="DB")
+    chk.add_argument("--max-rate-gap", type=float, default=10.0, metavar="PCT",
+                     help="largest gap between real and estimated rate (default 10 %%)")
+    chk.add_argument("--image-psnr", type=float, default=0.1, metavar="DB",
+                     help="per-image PSNR change that lists an image (default 0.1 dB)")
+    chk.add_argument("--image-bpp", type=float, default=2.0, metavar="PCT",
+                     help="per-image bpp change that lists an image (default 2 %%)")
+    chk.add_argument("--gate-images", type=int, default=2, metavar="N")
+    chk.add_argument("--gate-crop", type=int, default=256, metavar="PX")
+    chk.add_argument("--golden", metavar="DIR", help="bitstreams + md5 that must decode unchanged")
+    chk.add_argument("--write-golden", metavar="DIR", help="write a golden set for later checks")
+    chk.add_argument("--json", action="store_true", help="print the report as JSON")
+    chk.add_argument("--junit", metavar="FILE", help="write JUnit XML, one case per gate")
+    chk.add_argument("--markdown", metavar="FILE", help="write a pull-request comment")
+    chk.add_argument("--no-progress", action="store_true")
+    chk.set_defaults(handler=cmd_check)
 
     rep = commands.add_parser(
         "report", epilog=EPILOG, help="RD plots, BD and means tables, one HTML page",

@@ -213,6 +213,8 @@ def measure(task: Task, torch_threads: int = 1) -> ResultRow:
 class ExecutionOutcome:
     done: int = 0
     failed: int = 0
+    cached: int = 0  # measurements found in the store, not made again
+    seconds: float = 0.0
     errors: Counter = field(default_factory=Counter)  # message -> count
     interrupted: bool = False
 
