@@ -23,3 +23,27 @@ def test_data_files_are_shipped():
     assert published and "published/*/*.json" in data["harness"]
     assert "published/index.json" in data["harness"]
     assert {"*.toml", "sample/*.png"} <= set(data["harness._manifests"])
+
+
+IMPORT_TO_DISTRIBUTION = {"PIL": "pillow", "pytorch_msssim": "pytorch-msssim",
+                          "skimage": "scikit-image", "yaml": "pyyaml"}
+
+
+def test_every_imported_library_is_a_dependency():
+    import ast
+    import re
+    import sys
+
+    declared = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower()
+                for d in tomllib.loads((REPO / "pyproject.toml").read_text())
+                ["project"]["dependencies"]}
+    imported = set()
+    for path in (REPO / "harness").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "harness"}
+    needed = {IMPORT_TO_DISTRIBUTION.get(m, m).lower() for m in third_party}
+    assert needed <= declared, f"add to [project] dependencies: {sorted(needed - declared)}"
