@@ -106,7 +106,9 @@ def measure(args: argparse.Namespace, datasets, codecs, qualities, problems: lis
              f" {cached} already in {store.path}")
         started = time.perf_counter()
         outcome = runner.execute(tasks, store, run_id, jobs,
-                                 progress=not getattr(args, "no_progress", False))
+                                 progress=not getattr(args, "no_progress", False),
+                                 timeout=getattr(args, "timeout", None),
+                                 scheduler=getattr(args, "scheduler", None))
         outcome.seconds, outcome.cached = time.perf_counter() - started, cached
         status = ("interrupted" if outcome.interrupted
                   else "failed" if outcome.failed else "done")
@@ -597,6 +599,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--qualities", nargs="+", type=_parse_quality, metavar="Q",
                      help="quality points for every codec (default: each codec's own sweep)")
     run.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: all cores)")
+    run.add_argument("--timeout", type=float, default=3600, metavar="S",
+                     help="time limit of one measurement; past it the task is an error row"
+                          " (default 3600 s)")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run on a Dask cluster: tcp://HOST:PORT, or local:N for a local"
+                          " cluster of N worker processes (pip install 'lic-harness[dask]')")
     run.add_argument("--checkpoint", metavar="PATH",
                      help="run one checkpoint of a learned codec (one rate point; --codecs"
                           " names its architecture)")

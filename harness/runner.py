@@ -10,12 +10,15 @@ the next run resumes with what is missing.
 from __future__ import annotations
 
 import os
+import signal
+import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -166,8 +169,14 @@ def _pixels(path: str, image_hash: str) -> np.ndarray:
     return pixels
 
 
-def measure(task: Task, torch_threads: int = 1) -> ResultRow:
-    """Encode, decode and measure one task; any failure becomes an error row."""
+def measure(task: Task, torch_threads: int = 1, timeout: float | None = None,
+            marker: Path | None = None) -> ResultRow:
+    """Encode, decode and measure one task; any failure becomes an error row.
+
+    ``timeout`` limits the encode, decode and metrics (SIGALRM, main thread only), not
+    the one-time set-up before them (imports, model loading, warm-up), which an
+    interrupted import could leave broken. ``marker`` is touched when that set-up ends.
+    """
     row = ResultRow(task.codec, task.fingerprint, float(task.quality), task.image_hash,
                     task.width, task.height)
     stage = "loading the image"
@@ -177,6 +186,11 @@ def measure(task: Task, torch_threads: int = 1) -> ResultRow:
         codec = task.spec.create()
         stage = "warming up"
         codec.warm_up(task.quality)
+        if marker is not None:
+            marker.touch()
+        if timeout:
+            signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, timeout)
         stage = "encoding"
         start = time.perf_counter()
         bitstream = codec.encode(image, task.quality)
@@ -204,6 +218,9 @@ def measure(task: Task, torch_threads: int = 1) -> ResultRow:
         last = traceback.extract_tb(exc.__traceback__)[-1]
         row.error = (f"{stage}: {type(exc).__name__}: {exc}"
                      f" ({os.path.basename(last.filename)}:{last.lineno})")
+    finally:
+        if timeout:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     return row
 
 
@@ -224,37 +241,166 @@ def default_jobs() -> int:
                else os.cpu_count() or 1)
 
 
-def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
-            progress: bool = True,
-            on_result: Callable[[ResultRow], None] | None = None) -> ExecutionOutcome:
-    """Run ``tasks`` on ``jobs`` workers, writing each result as it arrives.
+class TaskTimeout(Exception):
+    """A measurement ran longer than the per-task time limit."""
 
+
+def _on_alarm(signum, frame):
+    raise TaskTimeout("the measurement exceeded the per-task time limit")
+
+
+def measure_marked(task: Task, torch_threads: int, marker_dir: str,
+                   timeout: float | None) -> ResultRow:
+    """:func:`measure` in a worker process, leaving a marker while it runs.
+
+    The marker (named by the worker's pid, holding the task key) tells the parent which
+    task a crashed or hung worker was running; the parent's watchdog kills a worker whose
+    marker is older than the time limit (native code that SIGALRM cannot stop).
+    """
+    marker = Path(marker_dir) / str(os.getpid())
+    marker.write_text(task_key(task))
+    try:
+        return measure(task, torch_threads, timeout, marker)
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def task_key(task: Task) -> str:
+    return f"{task.fingerprint}|{float(task.quality)!r}|{task.image_hash}"
+
+
+def failed_row(task: Task, message: str) -> ResultRow:
+    return ResultRow(task.codec, task.fingerprint, float(task.quality), task.image_hash,
+                     task.width, task.height, error=message)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
+            progress: bool = True, timeout: float | None = None, scheduler: str | None = None,
+            on_result: Callable[[ResultRow], None] | None = None) -> ExecutionOutcome:
+    """Run ``tasks`` on ``jobs`` worker processes, writing each result as it arrives.
+
+    A worker that crashes (a segfault in a codec, say) or hangs past ``timeout`` costs
+    one error row for the task it was running; the other tasks go on. Tasks that were in
+    flight beside a crash are run again, one at a time, so only the culprit is blamed.
+    ``scheduler`` runs the tasks on a Dask cluster instead (``tcp://HOST:PORT``, or
+    ``local:N`` for a local cluster of N worker processes).
     Ctrl-C stops the run: finished results are already stored; ``interrupted`` is set.
     """
-    from joblib import Parallel, delayed
     from tqdm import tqdm
 
     outcome = ExecutionOutcome()
     if not tasks:
         return outcome
-    jobs = max(1, min(jobs, len(tasks)))
-    torch_threads = max(1, default_jobs() // jobs)
-    results: Iterable[ResultRow] = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-        delayed(measure)(task, torch_threads) for task in tasks)
     bar = tqdm(total=len(tasks), disable=not progress, unit="task", dynamic_ncols=True,
-               desc=f"measuring ({jobs} job{'s' if jobs > 1 else ''})")
+               desc="measuring")
+
+    def record(row: ResultRow) -> None:
+        store.put_result(row, run_id)
+        outcome.done += 1
+        if row.error:
+            outcome.failed += 1
+            outcome.errors[f"{row.codec} q={row.quality:g}: {row.error}"] += 1
+        if on_result is not None:
+            on_result(row)
+        bar.update()
+
     try:
-        for row in results:
-            store.put_result(row, run_id)
-            outcome.done += 1
-            if row.error:
-                outcome.failed += 1
-                outcome.errors[f"{row.codec} q={row.quality:g}: {row.error}"] += 1
-            if on_result is not None:
-                on_result(row)
-            bar.update()
+        if scheduler:
+            from harness.cluster import execute_on_dask
+
+            execute_on_dask(tasks, scheduler, record, bar)
+        else:
+            _execute_local(tasks, max(1, min(jobs, len(tasks))), timeout, record, bar)
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:
         bar.close()
     return outcome
+
+
+WATCHDOG_GRACE = 10.0  # seconds past the time limit before a stuck worker is killed
+
+
+def _execute_local(tasks: Sequence[Task], jobs: int, timeout: float | None,
+                   record: Callable[[ResultRow], None], bar) -> None:
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from joblib.externals.loky import get_reusable_executor
+
+    torch_threads = max(1, default_jobs() // jobs)
+    pending = {task_key(t): t for t in tasks}
+    suspects: list[str] = []  # in flight beside a crash: run again alone
+    blind_crashes = 0
+    with tempfile.TemporaryDirectory(prefix="harness-tasks-") as marker_dir:
+        while pending:
+            alone = bool(suspects)
+            batch = [suspects.pop(0)] if alone else list(pending)
+            workers = 1 if alone else jobs
+            bar.set_description(f"measuring ({workers} worker{'s' if workers > 1 else ''})")
+            executor = get_reusable_executor(max_workers=workers, reuse=True)
+            futures = {executor.submit(measure_marked, pending[key], torch_threads, marker_dir,
+                                       timeout): key for key in batch}
+            killed: dict[int, str] = {}
+            try:
+                while futures:
+                    done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        key = futures.pop(future)
+                        record(future.result())
+                        pending.pop(key)
+                    if timeout:
+                        killed.update(_kill_stuck_workers(marker_dir, timeout))
+            except BrokenProcessPool as exc:
+                running = [key for key, _ in _markers(marker_dir).values() if key in pending]
+                _clear(marker_dir)
+                if killed:  # the watchdog's doing: the stuck tasks are known
+                    for key in set(killed.values()) & set(pending):
+                        record(failed_row(pending.pop(key), f"did not finish within"
+                                          f" {timeout:g} s; its worker was killed"))
+                elif len(running) == 1:  # it crashed on its own: the culprit
+                    record(failed_row(pending.pop(running[0]),
+                                      f"the worker process died while measuring ({exc})"))
+                elif running:  # a worker died and took the pool down: find out which task
+                    suspects.extend(k for k in running if k not in suspects)
+                else:  # workers die before any task starts: nothing will run here
+                    blind_crashes += 1
+                    if blind_crashes >= 3:
+                        for key in list(pending):
+                            record(failed_row(pending.pop(key), f"worker processes keep"
+                                              f" dying before measuring ({exc})"))
+
+
+def _markers(marker_dir: str) -> dict[int, tuple[str, float]]:
+    found = {}
+    for path in Path(marker_dir).iterdir():
+        try:
+            found[int(path.name)] = (path.read_text(), path.stat().st_mtime)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _kill_stuck_workers(marker_dir: str, timeout: float) -> dict[int, str]:
+    """Kill workers whose task outlived the limit (SIGALRM could not stop it)."""
+    killed = {}
+    for pid, (key, started) in _markers(marker_dir).items():
+        if time.time() - started > timeout + WATCHDOG_GRACE and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            killed[pid] = key
+    return killed
+
+
+def _clear(marker_dir: str) -> None:
+    for path in Path(marker_dir).iterdir():
+        path.unlink(missing_ok=True)

@@ -248,9 +248,17 @@ class ResultsStore:
         values["created"] = _now()
         names = ", ".join(values)
         marks = ", ".join("?" for _ in values)
-        with self.db:
-            self.db.execute(f"INSERT OR REPLACE INTO results ({names}) VALUES ({marks})",
-                            tuple(values.values()))
+        try:
+            with self.db:
+                self.db.execute(f"INSERT OR REPLACE INTO results ({names}) VALUES ({marks})",
+                                tuple(values.values()))
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):
+                raise StoreError(
+                    f"the disk holding {self.path} is full ({exc}). Every result written"
+                    " before this one is kept; free some space and run the same command"
+                    " again to resume.") from exc
+            raise StoreError(f"cannot write to the results store {self.path}: {exc}") from exc
 
     def count_results(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])

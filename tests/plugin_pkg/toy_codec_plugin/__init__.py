@@ -1,6 +1,9 @@
-"""A third-party codec for the plugin test: drops low bits, stores raw pixels + a header."""
+"""Third-party codecs for the plugin and fault tests: a bit-dropping toy, and faulty ones."""
 
+import ctypes
+import signal
 import struct
+import time
 
 import numpy as np
 
@@ -26,3 +29,37 @@ class ToyQuantizer(Codec):
 
     def fingerprint(self):
         return fingerprint_of(self.name, "0.1")
+
+
+class CrashAtTwo(ToyQuantizer):
+    """Crashes its process (a segfault) when asked for quality 2."""
+
+    name = "toy-crash"
+
+    def encode(self, image, quality):
+        if int(quality) == 2:
+            ctypes.string_at(0)  # reads address 0: SIGSEGV
+        return super().encode(image, quality)
+
+
+class HangAtTwo(ToyQuantizer):
+    """Sleeps for an hour at quality 2 (a hang the time limit interrupts)."""
+
+    name = "toy-hang"
+
+    def encode(self, image, quality):
+        if int(quality) == 2:
+            time.sleep(3600)
+        return super().encode(image, quality)
+
+
+class StuckAtTwo(ToyQuantizer):
+    """Hangs at quality 2 with the time-limit signal blocked, as native code can."""
+
+    name = "toy-stuck"
+
+    def encode(self, image, quality):
+        if int(quality) == 2:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(3600)
+        return super().encode(image, quality)

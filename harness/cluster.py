@@ -1,0 +1,62 @@
+"""Running the measurements on a Dask cluster.
+
+``harness run --scheduler tcp://HOST:PORT`` sends each measurement to the workers of
+an existing ``dask.distributed`` cluster; ``--scheduler local:N`` starts a local cluster
+of N worker processes. Results come back to the client, which writes them into its one
+store as they arrive, exactly as a local run does. A worker that dies mid-task has its
+tasks run again on another worker by the scheduler; a task that kills every worker it
+runs on (three times) becomes an error row.
+
+Workers read the images by path: on a multi-machine cluster the datasets must be
+reachable at the same paths on every worker (a shared filesystem). Learned models are
+loaded once per worker process and kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from harness.errors import UsageError
+
+
+def execute_on_dask(tasks: Sequence, scheduler: str, record: Callable, bar) -> None:
+    from harness.runner import default_jobs, failed_row, measure
+
+    try:
+        from distributed import Client, LocalCluster, as_completed
+        from distributed.scheduler import KilledWorker
+    except ImportError as exc:
+        raise UsageError("--scheduler needs dask.distributed: pip install"
+                         " 'lic-harness[dask]'") from exc
+    cluster = None
+    if scheduler.startswith("local:"):
+        try:
+            workers = int(scheduler.split(":", 1)[1])
+        except ValueError:
+            raise UsageError(f"--scheduler {scheduler}: expected local:N") from None
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+        torch_threads = max(1, default_jobs() // workers)
+    else:
+        try:
+            client = Client(scheduler, timeout=30)
+        except OSError as exc:
+            raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+        torch_threads = 1
+    try:
+        bar.set_description(f"measuring (dask, {len(client.nthreads())} workers)")
+        futures = {client.submit(measure, task, torch_threads, pure=False,
+                                 key=f"measure-{index}"): task
+                   for index, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                row = future.result()
+            except KilledWorker as exc:
+                row = failed_row(task, f"the task killed the Dask workers it ran on ({exc})")
+            record(row)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

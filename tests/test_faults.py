@@ -1,0 +1,150 @@
+"""Fault injection: crashes, hangs, kills, a full disk, a dying Dask worker."""
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from harness.errors import StoreError
+from harness.store import ImageRecord, ResultRow, ResultsStore
+from tests.conftest import run_cli
+from tests.test_registry import _with_plugin, installed_plugin  # noqa: F401 (fixture)
+
+
+def _errors(store):
+    with sqlite3.connect(store) as db:
+        return db.execute("SELECT quality, error FROM results WHERE error IS NOT NULL"
+                          " ORDER BY quality").fetchall()
+
+
+def _count(store):
+    try:
+        with sqlite3.connect(store, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _run_faulty(codec, plugin, folder, tmp_path, *extra):
+    store = tmp_path / f"{codec}.sqlite"
+    done = run_cli("run", "--datasets", str(folder), "--codecs", codec, "--qualities", "2", "4",
+                   "6", "--jobs", "2", "--store", str(store), "--no-progress", "--no-report",
+                   *extra, env=_with_plugin(plugin), cwd=tmp_path)
+    return done, store
+
+
+def test_a_codec_that_segfaults_costs_only_its_own_rows(installed_plugin, photo_folder,  # noqa: F811
+                                                        tmp_path):
+    done, store = _run_faulty("toy-crash", installed_plugin, photo_folder, tmp_path)
+    assert done.returncode == 1, done.stderr
+    errors = _errors(store)
+    assert [q for q, _ in errors] == [2.0, 2.0]  # both images at quality 2, nothing else
+    assert all("worker process died" in e for _, e in errors)
+    assert _count(store) == 6
+
+
+def test_a_codec_that_hangs_hits_the_time_limit(installed_plugin, photo_folder,  # noqa: F811
+                                                tmp_path):
+    done, store = _run_faulty("toy-hang", installed_plugin, photo_folder, tmp_path,
+                              "--timeout", "2")
+    assert done.returncode == 1
+    errors = _errors(store)
+    assert [q for q, _ in errors] == [2.0, 2.0]
+    assert all("TaskTimeout" in e for _, e in errors)
+    assert _count(store) == 6
+
+
+def test_a_hang_the_signal_cannot_stop_is_killed_by_the_watchdog(installed_plugin,  # noqa: F811
+                                                                 photo_folder, tmp_path):
+    started = time.monotonic()
+    done, store = _run_faulty("toy-stuck", installed_plugin, photo_folder, tmp_path,
+                              "--timeout", "1")
+    assert done.returncode == 1
+    errors = _errors(store)
+    assert [q for q, _ in errors] == [2.0, 2.0]
+    assert all("its worker was killed" in e for _, e in errors)
+    assert _count(store) == 6 and time.monotonic() - started < 120
+
+
+def test_ten_kills_at_random_moments_then_resume(tmp_path, sample_pixels):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(sample_pixels[i * 50:i * 50 + 200, i * 70:i * 70 + 280]).save(
+            folder / f"p{i}.png")
+    store = tmp_path / "r.sqlite"
+    args = [sys.executable, "-m", "harness", "run", "--datasets", str(folder), "--codecs",
+            "jpeg", "webp", "jpeg2000", "--jobs", "2", "--store", str(store), "--no-progress",
+            "--no-report"]
+    expected = 3 * (10 + 10 + 8)
+    rng = random.Random(7)
+    seen = 0
+    for _ in range(10):
+        process = subprocess.Popen(args, cwd=tmp_path, start_new_session=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 4.0))
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        now = _count(store)
+        assert now >= seen  # nothing finished is ever lost
+        seen = now
+    resumed = run_cli(*args[3:], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    with sqlite3.connect(store) as db:
+        keys = db.execute("SELECT codec_fingerprint, quality, image_hash FROM results").fetchall()
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert len(keys) == expected == len(set(keys))
+
+
+def test_a_full_disk_is_a_clear_error_and_the_store_stays_intact(tmp_path):
+    path = tmp_path / "r.sqlite"
+    store = ResultsStore(path)
+    store.put_images([ImageRecord("d", "a.png", "/a.png", "h", 10, 10, 1, 1)])
+    store.put_result(ResultRow("jpeg", "fp", 10, "h", 10, 10, 5, 0.4, 30.0))
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is now full
+    with pytest.raises(StoreError, match="is full.*kept.*resume"):
+        for quality in range(20, 2000):
+            store.put_result(ResultRow("jpeg", "fp", quality, "h", 10, 10, 5, 0.4, 30.0,
+                                       note="x" * 2000))
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT COUNT(*) FROM results WHERE quality = 10").fetchone()[0] == 1
+
+
+def test_dask_local_cluster_survives_a_killed_worker(tmp_path, photo_folder):
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("distributed")
+    from harness import runner
+    from harness.datasets import resolve_dataset
+    from harness.registry import create_codec
+
+    store = ResultsStore(tmp_path / "r.sqlite")
+    images = runner.prepare_images(resolve_dataset(str(photo_folder)), store).images
+    codecs = [(runner.CodecSpec(n), create_codec(n)) for n in ("jpeg", "webp", "jpeg2000")]
+    qualities = {c.name: list(c.qualities) for _, c in codecs}
+    tasks, _ = runner.plan(codecs, qualities, images, store)
+    killed = []
+
+    def kill_one_worker(row):
+        if len(killed) == 0 and store.count_results() >= 5:
+            # the local cluster's worker processes (spawned by their nannies)
+            workers = [p for p in psutil.Process().children(recursive=True)
+                       if "spawn_main" in " ".join(p.cmdline())]
+            victim = workers[-1]
+            victim.kill()
+            killed.append(victim.pid)
+
+    outcome = runner.execute(tasks, store, 1, 2, progress=False, scheduler="local:2",
+                             on_result=kill_one_worker)
+    assert killed, "no worker was killed"
+    assert outcome.done == len(tasks) and outcome.failed == 0
+    assert store.count_results() == len(tasks) == 2 * 28
+    store.close()
