@@ -698,6 +698,10 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--no-progress", action="store_true")
     chk.set_defaults(handler=cmd_check)
 
+    from harness.containers import add_containers_parser
+
+    add_containers_parser(commands)
+
     rep = commands.add_parser(
         "report", epilog=EPILOG, help="RD plots, BD and means tables, one HTML page",
         description="Render a report folder from the store: RD plots (PNG, SVG), tables"
