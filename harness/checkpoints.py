@@ -2,9 +2,10 @@
 
 Loading never unpickles arbitrary objects: files are read with
 ``torch.load(weights_only=True)``. The usual containers are unwrapped
-(``state_dict``, ``model``, ``net``, ``network``, ``model_state_dict``), DataParallel
-``module.`` prefixes dropped, and CompressAI's legacy entropy-bottleneck names
-(``_biases.0`` -> ``_bias0`` ...) renamed. Loading into a network is strict: a file
+(``state_dict``, ``model``, ``net``, ``network``, ``model_state_dict``) and DataParallel
+``module.`` prefixes dropped; when loading, the entropy bottleneck's parameters are
+renamed to the naming the network uses (``matrices.0``, ``_matrix0`` or ``_matrices.0``,
+as CompressAI's versions and the authors' forks differ). Loading into a network is strict: a file
 that does not fit raises :class:`CheckpointMismatch` with the missing, unexpected and
 mis-shaped keys grouped by module.
 
@@ -104,16 +105,36 @@ def unwrap(loaded, path: Path | str = "checkpoint") -> dict:
 
 
 def normalise_state_dict(state_dict: Mapping) -> dict:
-    """Drop ``module.`` prefixes; rename CompressAI's legacy entropy-bottleneck keys."""
-    legacy = re.compile(r"^(.*entropy_bottleneck)\._(biases|matrices|factors)\.(\d+)$")
-    singular = {"biases": "bias", "matrices": "matrix", "factors": "factor"}
+    """Drop DataParallel ``module.`` prefixes."""
     out = {}
     for key, value in state_dict.items():
         while key.startswith("module."):
             key = key[len("module."):]
-        match = legacy.match(key)
+        out[key] = value
+    return out
+
+
+# Entropy-bottleneck parameters have had three names: "matrices.0" (compressai >= 1.2.6),
+# "_matrix0" (older releases and the STF/TIC forks) and "_matrices.0" (the oldest).
+_EB_NAME = re.compile(r"^(?P<prefix>.*)\.(?:_?(?P<plural>biases|matrices|factors)\.(?P<i>\d+)"
+                      r"|_(?P<singular>bias|matrix|factor)(?P<j>\d+))$")
+_PLURAL = {"bias": "biases", "matrix": "matrices", "factor": "factors"}
+
+
+def align_entropy_bottleneck_names(state_dict: Mapping, expected: set[str]) -> dict:
+    """Rename entropy-bottleneck parameters to the naming the network uses."""
+    out = {}
+    for key, value in state_dict.items():
+        match = _EB_NAME.match(key) if key not in expected else None
         if match:
-            key = f"{match[1]}._{singular[match[2]]}{match[3]}"
+            plural = match["plural"] or _PLURAL[match["singular"]]
+            singular = next(k for k, v in _PLURAL.items() if v == plural)
+            index, prefix = match["i"] or match["j"], match["prefix"]
+            for candidate in (f"{prefix}.{plural}.{index}", f"{prefix}._{singular}{index}",
+                              f"{prefix}._{plural}.{index}"):
+                if candidate in expected:
+                    key = candidate
+                    break
         out[key] = value
     return out
 
@@ -157,7 +178,11 @@ def mismatch_report(model, state_dict: Mapping, limit: int = 12) -> str | None:
 
 
 def load_strict(model, state_dict: Mapping, source: str, hint: str = "") -> None:
-    """Load ``state_dict`` into ``model`` strictly, or raise CheckpointMismatch."""
+    """Load ``state_dict`` into ``model`` strictly, or raise CheckpointMismatch.
+
+    Entropy-bottleneck parameters are first renamed to the network's naming.
+    """
+    state_dict = align_entropy_bottleneck_names(state_dict, set(model.state_dict()))
     report = mismatch_report(model, state_dict)
     if report:
         raise CheckpointMismatch(

@@ -37,6 +37,10 @@ BUILTIN_CODECS: dict[str, str] = {
     "jpegxl": "harness.codecs.external:JPEGXL",
     "webp-cli": "harness.codecs.external:WebPCLI",
     "jpeg2000-cli": "harness.codecs.external:JPEG2000CLI",
+    "stf": "harness.codecs.transformers:STF",
+    "wacnn": "harness.codecs.transformers:WACNN",
+    "tcm": "harness.codecs.transformers:TCM",
+    "tcm-large": "harness.codecs.transformers:TCMLarge",
 }
 # CompressAI's zoo, MSE- and MS-SSIM-trained: "bmshj2018-hyperprior", "mbt2018-ms-ssim" ...
 BUILTIN_CODECS.update({

@@ -176,3 +176,27 @@ def test_run_measures_a_checkpoint_as_one_rate_point(tmp_path, checkpoints, phot
     assert exported.returncode == 0
     assert document["name"] == "bmshj2018-factorized:bmshj2018-factorized-q1"
     assert len(document["results"]["bpp"]) == 1
+
+
+@pytest.mark.parametrize("style", ["_matrix0", "_matrices.0"])
+def test_legacy_entropy_bottleneck_names_load(style, tmp_path, sample_pixels):
+    """Files from older CompressAI releases and the authors' forks name these differently."""
+    from compressai.zoo.image import _load_model
+
+    torch.manual_seed(0)
+    state = _load_model("bmshj2018-factorized", "mse", 1).state_dict()
+    renamed = {}
+    for key, value in state.items():
+        for kind, singular in (("matrices", "matrix"), ("biases", "bias"), ("factors", "factor")):
+            prefix = f"entropy_bottleneck.{kind}."
+            if key.startswith(prefix):
+                index = key[len(prefix):]
+                key = (f"entropy_bottleneck._{singular}{index}" if style == "_matrix0"
+                       else f"entropy_bottleneck._{kind}.{index}")
+        renamed[key] = value
+    assert any(k.startswith("entropy_bottleneck._") for k in renamed)
+    path = tmp_path / "legacy.pth.tar"
+    torch.save({"state_dict": renamed}, path)
+    codec = create_codec("bmshj2018-factorized", checkpoint=str(path))
+    image = np.ascontiguousarray(sample_pixels[:64, :64])
+    assert codec.decode(codec.encode(image, 1)).shape == image.shape

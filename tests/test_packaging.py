@@ -23,6 +23,8 @@ def test_data_files_are_shipped():
     assert published and "published/*/*.json" in data["harness"]
     assert "published/index.json" in data["harness"]
     assert {"*.toml", "sample/*.png"} <= set(data["harness._manifests"])
+    assert list((REPO / "harness" / "checkpoint_manifests").glob("*.toml"))
+    assert "checkpoint_manifests/*.toml" in data["harness"]
 
 
 IMPORT_TO_DISTRIBUTION = {"PIL": "pillow", "pytorch_msssim": "pytorch-msssim",
@@ -34,9 +36,12 @@ def test_every_imported_library_is_a_dependency():
     import re
     import sys
 
-    declared = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower()
-                for d in tomllib.loads((REPO / "pyproject.toml").read_text())
-                ["project"]["dependencies"]}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():  # lazily imported, guarded
+        requirements += extra
+    declared = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() for d in requirements}
+    declared |= {"distributed"} if "dask" in declared else set()  # dask[distributed]
     imported = set()
     for path in (REPO / "harness").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
