@@ -99,7 +99,7 @@ def main() -> None:
     print(f"fully cached re-run: {cached:.2f} s  target < 3 s")
     print(f"Dask local cluster of 2 workers: {dask_local:.2f} s wall; ratio to --jobs 2:"
           f" {dask_local / two_jobs:.3f}  target <= 1.15")
-    print(f"per task (encode + decode + metrics, --jobs 1): {per_task * 1000:.1f} ms; with W"
+    print(f"per task (encode + decode, --jobs 1): {per_task * 1000:.1f} ms; with W"
           f" workers the plan needs about {n} x {per_task:.3f} s / W plus start-up, e.g."
           f" {n * per_task / 8:.1f} s on 8 workers, as long as the client keeps up (it"
           " writes one SQLite row per result, well under a millisecond each)")
