@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
+from harness.processes import pid_alive
 
 IMAGE_REPOSITORY = "lic-harness"
 LABEL_RECIPE = "org.lic-harness.recipe"
@@ -650,16 +651,6 @@ def close_workers() -> None:
 atexit.register(close_workers)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_workers(client=None, everything: bool = False) -> list[str]:
     """Remove this host's worker containers whose owner process is gone (or all)."""
     client = client or docker_client()
@@ -675,7 +666,7 @@ def remove_stale_workers(client=None, everything: bool = False) -> list[str]:
             pid = 0
         if labels.get(LABEL_OWNER_HOST) != host and not everything:
             continue  # another machine's worker on a shared engine
-        alive = pid > 0 and _pid_alive(pid)
+        alive = pid > 0 and pid_alive(pid)
         if everything or not alive or container.status not in ("running", "created"):
             with contextlib.suppress(Exception):
                 container.remove(force=True)

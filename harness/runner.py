@@ -27,6 +27,7 @@ from harness.codec import Codec, Quality
 from harness.datasets import Dataset
 from harness.errors import ImageLoadError
 from harness.images import image_content_hash, load_image
+from harness.processes import pid_alive
 from harness.registry import create_codec
 from harness.store import ImageRecord, ResultRow, ResultsStore
 
@@ -274,16 +275,6 @@ def failed_row(task: Task, message: str) -> ResultRow:
                      task.width, task.height, error=message)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
             progress: bool = True, timeout: float | None = None, scheduler: str | None = None,
             on_result: Callable[[ResultRow], None] | None = None) -> ExecutionOutcome:
@@ -395,7 +386,7 @@ def _kill_stuck_workers(marker_dir: str, timeout: float) -> dict[int, str]:
     """Kill workers whose task outlived the limit (SIGALRM could not stop it)."""
     killed = {}
     for pid, (key, started) in _markers(marker_dir).items():
-        if time.time() - started > timeout + WATCHDOG_GRACE and _alive(pid):
+        if time.time() - started > timeout + WATCHDOG_GRACE and pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
             killed[pid] = key
     return killed

@@ -1,4 +1,5 @@
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,19 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def stored_rows(store: Path) -> list[tuple]:
+    """The store's result rows (key, bytes, time written), sorted by key."""
+    with sqlite3.connect(store) as db:
+        return db.execute("SELECT codec_fingerprint, quality, image_hash, bytes, created"
+                          " FROM results ORDER BY 1, 2, 3").fetchall()
+
+
+def count_rows(store: Path) -> int:
+    """Rows in a store another process may be writing (0 while it cannot be read)."""
+    try:
+        with sqlite3.connect(store, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0

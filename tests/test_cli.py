@@ -1,22 +1,9 @@
 """The command line as a user calls it: subprocesses, real codecs, real SQLite files."""
 
 import json
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
-
-from PIL import Image
 
 from tests.conftest import run_cli
-
-
-def _rows(store):
-    with sqlite3.connect(store) as db:
-        return db.execute("SELECT codec_fingerprint, quality, image_hash, bytes, created"
-                          " FROM results ORDER BY 1, 2, 3").fetchall()
+from tests.conftest import stored_rows as _rows
 
 
 def test_run_prints_a_table_and_resumes_from_the_store(tmp_path, photo_folder):
@@ -95,45 +82,3 @@ def test_help_everywhere():
         shown = run_cli(*command, "--help")
         assert shown.returncode == 0 and "usage: harness" in shown.stdout
     assert "exit status" in run_cli("run", "--help").stdout
-
-
-def test_sigkill_loses_nothing_and_resume_completes(tmp_path, sample_pixels):
-    """Kill a running `harness run` (and its workers) mid-way; nothing finished is lost."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(4):
-        Image.fromarray(sample_pixels[i * 40:i * 40 + 256, i * 60:i * 60 + 320]).save(
-            folder / f"p{i}.png")
-    store = tmp_path / "r.sqlite"
-    args = [sys.executable, "-m", "harness", "run", "--datasets", str(folder), "--codecs",
-            "jpeg", "webp", "jpeg2000", "--jobs", "2", "--store", str(store), "--no-progress"]
-    expected = 4 * (10 + 10 + 8)
-    process = subprocess.Popen(args, cwd=tmp_path, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:
-            if store.exists() and 10 <= _count(store):
-                break
-            time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-    before = _rows(store)
-    assert 10 <= len(before) < expected, "the kill came too late to test a resume"
-
-    resumed = run_cli(*args[3:], cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    after = _rows(store)
-    assert len(after) == expected == len({r[:3] for r in after})  # complete, no duplicates
-    assert set(before) <= set(after)  # every row kept exactly as it was
-    assert f"{expected - len(before)} measurements to make, {len(before)} already" \
-        in resumed.stderr
-
-
-def _count(store):
-    try:
-        with sqlite3.connect(store, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0

@@ -13,7 +13,7 @@ from PIL import Image
 
 from harness.errors import StoreError
 from harness.store import ImageRecord, ResultRow, ResultsStore
-from tests.conftest import run_cli
+from tests.conftest import count_rows, run_cli, stored_rows
 from tests.test_registry import _with_plugin, installed_plugin  # noqa: F401 (fixture)
 
 
@@ -21,14 +21,6 @@ def _errors(store):
     with sqlite3.connect(store) as db:
         return db.execute("SELECT quality, error FROM results WHERE error IS NOT NULL"
                           " ORDER BY quality").fetchall()
-
-
-def _count(store):
-    try:
-        with sqlite3.connect(store, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 def _run_faulty(codec, plugin, folder, tmp_path, *extra):
@@ -46,7 +38,7 @@ def test_a_codec_that_segfaults_costs_only_its_own_rows(installed_plugin, photo_
     errors = _errors(store)
     assert [q for q, _ in errors] == [2.0, 2.0]  # both images at quality 2, nothing else
     assert all("worker process died" in e for _, e in errors)
-    assert _count(store) == 6
+    assert count_rows(store) == 6
 
 
 def test_a_codec_that_hangs_hits_the_time_limit(installed_plugin, photo_folder,  # noqa: F811
@@ -57,7 +49,7 @@ def test_a_codec_that_hangs_hits_the_time_limit(installed_plugin, photo_folder, 
     errors = _errors(store)
     assert [q for q, _ in errors] == [2.0, 2.0]
     assert all("TaskTimeout" in e for _, e in errors)
-    assert _count(store) == 6
+    assert count_rows(store) == 6
 
 
 def test_a_hang_the_signal_cannot_stop_is_killed_by_the_watchdog(installed_plugin,  # noqa: F811
@@ -69,7 +61,7 @@ def test_a_hang_the_signal_cannot_stop_is_killed_by_the_watchdog(installed_plugi
     errors = _errors(store)
     assert [q for q, _ in errors] == [2.0, 2.0]
     assert all("its worker was killed" in e for _, e in errors)
-    assert _count(store) == 6 and time.monotonic() - started < 120
+    assert count_rows(store) == 6 and time.monotonic() - started < 120
 
 
 def test_ten_kills_at_random_moments_then_resume(tmp_path, sample_pixels):
@@ -84,18 +76,19 @@ def test_ten_kills_at_random_moments_then_resume(tmp_path, sample_pixels):
             "--no-report"]
     expected = 3 * (10 + 10 + 8)
     rng = random.Random(7)
-    seen = 0
+    kept: list[tuple] = []
     for _ in range(10):
         process = subprocess.Popen(args, cwd=tmp_path, start_new_session=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.5, 4.0))
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)  # the harness and its workers
         process.wait()
-        now = _count(store)
-        assert now >= seen  # nothing finished is ever lost
-        seen = now
+        now = stored_rows(store) if store.exists() else []
+        assert set(kept) <= set(now)  # every finished row kept exactly as it was
+        kept = now
     resumed = run_cli(*args[3:], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
+    assert f"{expected - len(kept)} measurements to make, {len(kept)} already" in resumed.stderr
     with sqlite3.connect(store) as db:
         keys = db.execute("SELECT codec_fingerprint, quality, image_hash FROM results").fetchall()
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

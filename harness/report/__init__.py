@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.processes import pid_alive
 from harness.report import html as _html
 from harness.report import plots as _plots
 from harness.report import runinfo as _runinfo
@@ -93,16 +94,6 @@ def _anchors(curves: Sequence, bd: pd.DataFrame, anchor: str | None,
 
 # --- the folder: write aside, then rename into place ------------------------------------
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clean_stale(parent: Path, name: str) -> None:
     """Remove temporary folders that killed renders of this report left behind."""
     for kind in ("tmp", "old"):
@@ -111,7 +102,7 @@ def _clean_stale(parent: Path, name: str) -> None:
                 pid = int(path.name.split("-")[-2])
             except (ValueError, IndexError):
                 continue
-            if path.is_dir() and not _pid_alive(pid):
+            if path.is_dir() and not pid_alive(pid):
                 shutil.rmtree(path, ignore_errors=True)
 
 
