@@ -136,11 +136,15 @@ def prepare_codecs(args: argparse.Namespace):
         spec = CodecSpec(name)
         codec = spec.create()
         options = {"checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
-                   "device": getattr(args, "device", None)}
+                   "device": getattr(args, "device", None),
+                   "lenient": True if getattr(args, "lenient", False) else None}
         options = {k: v for k, v in options.items() if v is not None}
         refused = set(options) - set(codec.accepted_options)
         if "checkpoint" in refused:
             raise UsageError(f"codec {name} takes no --checkpoint (it is not a learned codec)")
+        if "lenient" in refused:
+            raise UsageError(f"codec {name} takes no --lenient (only codecs whose official"
+                             " loader was lenient do)")
         options = {k: v for k, v in options.items() if k not in refused}
         if options:
             spec = CodecSpec(name, tuple(sorted(options.items())))
@@ -433,6 +437,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         options = {"checkpoint": str(Path(path).resolve())}
         if args.device:
             options["device"] = args.device
+        if args.lenient:
+            options["lenient"] = True
         return CodecSpec(args.codec, tuple(sorted(options.items())))
 
     for path in args.checkpoints:
@@ -608,6 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", metavar="PATH",
                      help="run one checkpoint of a learned codec (one rate point; --codecs"
                           " names its architecture)")
+    run.add_argument("--lenient", action="store_true",
+                     help="load the entries of the checkpoint that fit and report every"
+                          " skipped one (codecs that allow it)")
     run.add_argument("--device", metavar="DEVICE",
                      help="torch device of learned codecs: cpu (default) or cuda")
     run.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH",
@@ -673,6 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
     chk.add_argument("--jobs", type=int, metavar="N")
     chk.add_argument("--device", metavar="DEVICE")
+    chk.add_argument("--lenient", action="store_true",
+                     help="load the entries of the checkpoint that fit and report every"
+                          " skipped one (codecs that allow it)")
     chk.add_argument("--metric", default="psnr", choices=["psnr", "ms-ssim"])
     chk.add_argument("--method", default="pchip", choices=["pchip", "akima", "cubic"])
     chk.add_argument("--max-bd-rate", type=float, default=0.5, metavar="PCT",
@@ -750,6 +762,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--tolerance-db", type=float, default=40.0,
                         help="least PSNR between decoded and forward output (default 40)")
     verify.add_argument("--device", metavar="DEVICE")
+    verify.add_argument("--lenient", action="store_true",
+                     help="load the entries of the checkpoint that fit and report every"
+                          " skipped one (codecs that allow it)")
     verify.set_defaults(handler=cmd_verify)
 
     imp = commands.add_parser("import", help="read CompressAI-style results JSON into the store")

@@ -41,6 +41,7 @@ BUILTIN_CODECS: dict[str, str] = {
     "wacnn": "harness.codecs.transformers:WACNN",
     "tcm": "harness.codecs.transformers:TCM",
     "tcm-large": "harness.codecs.transformers:TCMLarge",
+    "shen2023": "harness.codecs.shen2023:Shen2023",
 }
 # CompressAI's zoo, MSE- and MS-SSIM-trained: "bmshj2018-hyperprior", "mbt2018-ms-ssim" ...
 BUILTIN_CODECS.update({

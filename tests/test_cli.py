@@ -82,3 +82,8 @@ def test_help_everywhere():
         shown = run_cli(*command, "--help")
         assert shown.returncode == 0 and "usage: harness" in shown.stdout
     assert "exit status" in run_cli("run", "--help").stdout
+
+
+def test_lenient_loading_is_refused_where_the_codec_does_not_allow_it(tmp_path):
+    done = run_cli("run", "--codecs", "jpeg", "--lenient", "--store", str(tmp_path / "r.sqlite"))
+    assert done.returncode == 2 and "takes no --lenient" in done.stderr
