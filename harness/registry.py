@@ -42,6 +42,7 @@ BUILTIN_CODECS: dict[str, str] = {
     "tcm": "harness.codecs.transformers:TCM",
     "tcm-large": "harness.codecs.transformers:TCMLarge",
     "shen2023": "harness.codecs.shen2023:Shen2023",
+    "tic": "harness.codecs.tic_entroformer:TIC",
 }
 # CompressAI's zoo, MSE- and MS-SSIM-trained: "bmshj2018-hyperprior", "mbt2018-ms-ssim" ...
 BUILTIN_CODECS.update({

@@ -22,6 +22,7 @@ MODELS = {
     "stf": "harness.models.stf:SymmetricalTransformer",
     "wacnn": "harness.models.wacnn:WACNN",
     "tcm": "harness.models.tcm:TCM",
+    "tic": "harness.models.tic:TIC",
     "shen2023": "harness.models.shen2023:ShenLiu2023",
 }
 
