@@ -55,8 +55,6 @@ from torch import Tensor, nn
 
 from harness.models.layers import (
     LegacyEntropyBottleneck,
-    PatchMerging,
-    PatchSplit,
     SliceCompressionModel,
     SwinStage,
     conv_stack,
@@ -64,7 +62,7 @@ from harness.models.layers import (
     hyper_synthesis,
     ste_round,
 )
-from harness.models.stf import PatchEmbed, SymmetricalTransformer
+from harness.models.stf import SymmetricalTransformer, build_swin_backbone, end_conv
 
 GRID = 2  # quadrants per side
 #: (channel group, quadrant row, quadrant column) of chunk k, k = 0 ... 23
@@ -125,25 +123,11 @@ class ShenLiu2023(SliceCompressionModel):
         self.max_support_slices = DECODED_WINDOW
         self.support_num = HYPER_WINDOW
 
-        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim,
-                                      norm_layer if patch_norm else None)
-        self.pos_drop = nn.Dropout(p=drop_rate)
-        rates = [float(r) for r in torch.linspace(0, drop_path_rate, sum(depths))]
-
-        def stages(dims, stage_depths, stage_heads, resample):
-            out, start = nn.ModuleList(), 0
-            for i, (dim, depth, heads) in enumerate(zip(dims, stage_depths, stage_heads)):
-                last = i == self.num_layers - 1
-                out.append(SwinStage(dim, depth, heads, window_size, mlp_ratio, qkv_bias,
-                                     qk_scale, drop_rate, attn_drop_rate,
-                                     rates[start:start + depth], norm_layer,
-                                     None if last else resample, use_checkpoint))
-                start += depth
-            return out
-
         dims = [embed_dim * 2 ** i for i in range(self.num_layers)]
-        self.layers = stages(dims, depths, num_heads, PatchMerging)
-        self.syn_layers = stages(dims[::-1], depths[::-1], num_heads[::-1], PatchSplit)
+        rates = build_swin_backbone(self, patch_size, in_chans, embed_dim, depths, num_heads,
+                                    window_size, mlp_ratio, qkv_bias, qk_scale, drop_rate,
+                                    attn_drop_rate, drop_path_rate, norm_layer, patch_norm,
+                                    use_checkpoint)
 
         latent = 384
         width = latent // num_slices  # 64 channels per chunk
@@ -165,10 +149,7 @@ class ShenLiu2023(SliceCompressionModel):
         self.sigma_Swin2 = nn.ModuleList(refinement((2, 2)) for _ in range(chunks))
         self.LRP_Swin2 = nn.ModuleList(refinement((2, 6)) for _ in range(chunks))
 
-        self.end_conv = nn.Sequential(
-            nn.Conv2d(embed_dim, embed_dim * patch_size ** 2, kernel_size=5, padding=2),
-            nn.PixelShuffle(patch_size),
-            nn.Conv2d(embed_dim, 3, kernel_size=3, padding=1))
+        self.end_conv = end_conv(embed_dim, patch_size)
         self.num_features = dims
         self.g_a = None
         self.g_s = None

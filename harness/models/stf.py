@@ -56,6 +56,46 @@ class PatchEmbed(nn.Module):
         return x, height, width
 
 
+def build_swin_backbone(net: nn.Module, patch_size, in_chans, embed_dim, depths, num_heads,
+                        window_size, mlp_ratio, qkv_bias, qk_scale, drop_rate,
+                        attn_drop_rate, drop_path_rate, norm_layer, patch_norm,
+                        use_checkpoint) -> list[float]:
+    """Give ``net`` STF's analysis and synthesis Swin stages, in the official order.
+
+    Registers ``patch_embed``, ``pos_drop``, ``layers`` and ``syn_layers`` (the order
+    decides the state_dict's key order) and returns the stochastic-depth rates.
+    """
+    num_layers = len(depths)
+    net.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim,
+                                 norm_layer if patch_norm else None)
+    net.pos_drop = nn.Dropout(p=drop_rate)
+    rates = [float(r) for r in torch.linspace(0, drop_path_rate, sum(depths))]
+
+    def stages(dims, stage_depths, stage_heads, resample):
+        out, start = nn.ModuleList(), 0
+        for i, (dim, depth, heads) in enumerate(zip(dims, stage_depths, stage_heads)):
+            last = i == num_layers - 1
+            out.append(SwinStage(dim, depth, heads, window_size, mlp_ratio, qkv_bias,
+                                 qk_scale, drop_rate, attn_drop_rate,
+                                 rates[start:start + depth], norm_layer,
+                                 None if last else resample, use_checkpoint))
+            start += depth
+        return out
+
+    dims = [embed_dim * 2 ** i for i in range(num_layers)]
+    net.layers = stages(dims, depths, num_heads, PatchMerging)
+    net.syn_layers = stages(dims[::-1], depths[::-1], num_heads[::-1], PatchSplit)
+    return rates
+
+
+def end_conv(embed_dim: int, patch_size: int) -> nn.Sequential:
+    """The synthesis's last step: tokens back to an RGB image at full size."""
+    return nn.Sequential(
+        nn.Conv2d(embed_dim, embed_dim * patch_size ** 2, kernel_size=5, padding=2),
+        nn.PixelShuffle(patch_size),
+        nn.Conv2d(embed_dim, 3, kernel_size=3, padding=1))
+
+
 class SymmetricalTransformer(SliceCompressionModel):
     """STF with the arguments of the authors' constructor (defaults = released model)."""
 
@@ -79,29 +119,12 @@ class SymmetricalTransformer(SliceCompressionModel):
         self.num_slices = num_slices
         self.max_support_slices = num_slices // 2
 
-        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim,
-                                      norm_layer if patch_norm else None)
-        self.pos_drop = nn.Dropout(p=drop_rate)
-        rates = [float(r) for r in torch.linspace(0, drop_path_rate, sum(depths))]
-
-        def stages(dims, stage_depths, stage_heads, resample):
-            out, start = nn.ModuleList(), 0
-            for i, (dim, depth, heads) in enumerate(zip(dims, stage_depths, stage_heads)):
-                last = i == self.num_layers - 1
-                out.append(SwinStage(dim, depth, heads, window_size, mlp_ratio, qkv_bias,
-                                     qk_scale, drop_rate, attn_drop_rate,
-                                     rates[start:start + depth], norm_layer,
-                                     None if last else resample, use_checkpoint))
-                start += depth
-            return out
-
         dims = [embed_dim * 2 ** i for i in range(self.num_layers)]
-        self.layers = stages(dims, depths, num_heads, PatchMerging)
-        self.syn_layers = stages(dims[::-1], depths[::-1], num_heads[::-1], PatchSplit)
-        self.end_conv = nn.Sequential(
-            nn.Conv2d(embed_dim, embed_dim * patch_size ** 2, kernel_size=5, padding=2),
-            nn.PixelShuffle(patch_size),
-            nn.Conv2d(embed_dim, 3, kernel_size=3, padding=1))
+        build_swin_backbone(self, patch_size, in_chans, embed_dim, depths, num_heads,
+                            window_size, mlp_ratio, qkv_bias, qk_scale, drop_rate,
+                            attn_drop_rate, drop_path_rate, norm_layer, patch_norm,
+                            use_checkpoint)
+        self.end_conv = end_conv(embed_dim, patch_size)
         self.num_features = dims
         self.g_a = None
         self.g_s = None
