@@ -38,10 +38,14 @@ def test_no_shell_string_is_ever_run():
     assert not offenders, offenders
 
 
-def test_every_torch_load_is_weights_only():
+def test_every_torch_load_is_weights_only_or_restricted():
+    """weights_only=True, or (Entroformer's pickled modules) our restricted unpickler."""
     loads = [(path, call) for path, call in _calls() if _name(call) == "torch.load"]
     assert loads, "expected the checkpoint loader to call torch.load"
     for path, call in loads:
         flags = {k.arg: k.value for k in call.keywords}
-        assert isinstance(flags.get("weights_only"), ast.Constant) and \
-            flags["weights_only"].value is True, f"{path.name}:{call.lineno}"
+        weights_only = isinstance(flags.get("weights_only"), ast.Constant) and \
+            flags["weights_only"].value is True
+        restricted = isinstance(flags.get("pickle_module"), ast.Name) and \
+            flags["pickle_module"].id.startswith("_Restricted")
+        assert weights_only or restricted, f"{path.name}:{call.lineno}"
