@@ -1,4 +1,16 @@
-"""Entroformer (Qian et al., ICLR 2022): reading the official checkpoints safely.
+"""Entroformer (Qian et al., ICLR 2022): the network and its official checkpoints.
+
+:class:`Entroformer` is the whole model of the official code as one module. Its
+children are the seven official modules under their official names (``encode``,
+``decode``, ``cit_he``, ``cit_hd``, ``prob``, ``cit_ar``, ``cit_pn``), with the
+official sub-module trees, so its flat state_dict is that of an official checkpoint.
+``na="unidirectional"`` is the sequential (causal raster-order) context model,
+``na="bidirectional"`` the checkerboard one. ``forward`` computes what the official
+evaluation computes: rounding ``floor(v + 0.5)`` clamped to the table, interleaved
+qkv attention with 2-D relative-position buckets scaled by the model width, top-k
+score filtering, the discretised Gaussian y likelihood with its edge bins and the
+per-channel Gaussian z likelihood. Input sides must be multiples of 64; the images
+are not padded here.
 
 The official files are ``torch.save`` of a dict ``{"encode", "decode", "cit_he",
 "cit_hd", "prob", "cit_ar", "cit_pn"}`` whose values are whole pickled modules.
@@ -7,9 +19,10 @@ known class names of the official code and of torch's layers become inert stand-
 (objects that only keep the attributes the pickle gives them), tensors are rebuilt
 with torch's own tensor-rebuild functions, and any other global is refused with a
 message naming it. Nothing in the file is ever executed. The result is one flat
-state_dict with the seven prefixes above (``encode.encoder.0.weight`` ...).
+state_dict with the seven prefixes above (``encode.encoder.0.weight`` ...), which
+:class:`Entroformer` loads strictly.
 
-The network and its coder are not part of this module yet.
+The coder is not part of this module yet.
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+from torch import Tensor, nn
 
 from harness.checkpoints import CheckpointError
 
@@ -174,5 +188,410 @@ def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
-__all__ = ["OFFICIAL_CLASSES", "PARTS", "RestrictedUnpickler", "StandIn",
-           "read_official_checkpoint"]
+# ---------------------------------------------------------------------------
+# The network
+
+
+def quantize(v: Tensor, table_range: int = 128) -> Tensor:
+    """Evaluation rounding: ``floor(v + 0.5)`` clamped to ``[-table_range, table_range-1]``."""
+    return torch.clamp(torch.floor(v + 0.5), -table_range, table_range - 1)
+
+
+def _gauss_cdf(v: Tensor) -> Tensor:
+    return 0.5 * torch.erfc(torch.tensor(-(2 ** -0.5)) * v)
+
+
+class GDN(nn.Module):
+    """Divisive normalisation with the parameters ``beta (C)`` and ``gamma (C, C)`` only."""
+
+    def __init__(self, ch: int, inverse: bool = False, beta_min: float = 1e-6,
+                 gamma_init: float = 0.1, reparam_offset: float = 2 ** -18):
+        super().__init__()
+        self.inverse = inverse
+        self.pedestal = reparam_offset ** 2
+        self.beta_bound = (beta_min + self.pedestal) ** 0.5
+        self.gamma_bound = reparam_offset
+        self.beta = nn.Parameter(torch.sqrt(torch.ones(ch) + self.pedestal))
+        self.gamma = nn.Parameter(torch.sqrt(gamma_init * torch.eye(ch) + self.pedestal))
+
+    def forward(self, x: Tensor) -> Tensor:
+        ch = x.shape[1]
+        beta = torch.max(self.beta, torch.tensor([self.beta_bound], device=x.device))
+        beta = beta ** 2 - self.pedestal
+        gamma = torch.max(self.gamma, torch.tensor([self.gamma_bound], device=x.device))
+        gamma = (gamma ** 2 - self.pedestal).view(ch, ch, 1, 1)
+        norm = torch.sqrt(nn.functional.conv2d(x ** 2, gamma, beta))
+        return x * norm if self.inverse else x / norm
+
+
+class _Upsample(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.transpose = nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2,
+                                            output_padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.transpose(x)
+
+
+class _Analysis(nn.Module):
+    def __init__(self, channels: int, last_channels: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i, (cin, cout) in enumerate([(3, channels), (channels, channels),
+                                         (channels, channels), (channels, last_channels)]):
+            layers.append(nn.Conv2d(cin, cout, 5, stride=2, padding=2))
+            if i < 3:
+                layers.append(GDN(cout))
+        self.encoder = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+
+class _Synthesis(nn.Module):
+    def __init__(self, channels: int, last_channels: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i, (cin, cout) in enumerate([(last_channels, channels), (channels, channels),
+                                         (channels, channels), (channels, 3)]):
+            layers.append(_Upsample(cin, cout))
+            if i < 3:
+                layers.append(GDN(cout, inverse=True))
+        self.decoder = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decoder(x)
+
+
+class _SelfAttention(nn.Module):
+    """Multi-head attention with contextual 2-D relative positions and top-k filtering.
+
+    The qkv projection is interleaved (feature ``3f + c`` is component ``c`` of inner
+    feature ``f``); scores are ``(q.k + q.r) * dim ** -0.5`` with ``dim`` the model width.
+    """
+
+    def __init__(self, dim: int, heads: int, dim_head: int, buckets: int, scaled: bool,
+                 has_table: bool):
+        super().__init__()
+        if buckets % 2 != 1:
+            raise ValueError(f"the number of position buckets must be odd, not {buckets}")
+        self.heads, self.dim_head, self.buckets = heads, dim_head, buckets
+        self.scale = dim ** -0.5 if scaled else 1.0
+        self.qkv = nn.Linear(dim, heads * dim_head * 3, bias=False)
+        self.o = nn.Linear(heads * dim_head, dim, bias=False)
+        if has_table:
+            self.relative_attention_bias = nn.Embedding(buckets ** 2, dim_head)
+
+    def position_table(self, height: int, width: int) -> Tensor:
+        """The (n, n, dim_head) embeddings of the key-minus-query offsets, raster order."""
+        device = self.relative_attention_bias.weight.device
+        rows = torch.arange(height, device=device).repeat_interleave(width)
+        cols = torch.arange(width, device=device).repeat(height)
+        dv = rows[None, :] - rows[:, None]
+        dh = cols[None, :] - cols[:, None]
+        half = self.buckets // 2
+        index = (dv + half) * self.buckets + (dh + half)
+        index = torch.where(dv.abs() + dh.abs() <= half, index, torch.zeros_like(index))
+        return self.relative_attention_bias(index)
+
+    def forward(self, x: Tensor, table: Tensor, mask: Tensor | None, topk: int) -> Tensor:
+        b, n = x.shape[:2]
+        inner = self.heads * self.dim_head
+        qkv = self.qkv(x).reshape(b, -1, 3)
+        q, k, v = (qkv[..., i].view(b, -1, self.heads, self.dim_head).transpose(1, 2)
+                   for i in range(3))
+        scores = torch.matmul(q, k.transpose(3, 2))
+        per_query = q.permute(2, 0, 1, 3).reshape(n, b * self.heads, self.dim_head)
+        context = torch.matmul(per_query, table.transpose(1, 2))
+        context = context.view(n, b, self.heads, n).permute(1, 2, 0, 3)
+        scores = (scores + context) * self.scale
+        lowest = -torch.finfo(scores.dtype).max
+        if mask is not None:
+            scores = scores.masked_fill(~mask, lowest)
+        if topk != -1:
+            kth = scores.topk(min(topk, n), dim=-1, largest=True, sorted=True)[0][..., -1:]
+            scores = scores.masked_fill(~(scores >= kth), lowest)
+        weights = torch.softmax(scores.float(), dim=-1).type_as(scores)
+        out = torch.matmul(weights, v).transpose(1, 2).contiguous().view(b, -1, inner)
+        return self.o(out)
+
+
+class _AttentionLayer(nn.Module):
+    def __init__(self, dim: int, attention: _SelfAttention):
+        super().__init__()
+        self.SelfAttention = attention
+        self.layer_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, table: Tensor, mask: Tensor | None, topk: int) -> Tensor:
+        return x + self.SelfAttention(self.layer_norm(x), table, mask, topk)
+
+
+class _FeedForward(nn.Module):
+    def __init__(self, dim: int, mlp_ratio: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, dim * mlp_ratio), nn.LeakyReLU(0.2),
+                                 nn.Linear(dim * mlp_ratio, dim), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class _PreNorm(nn.Module):
+    def __init__(self, dim: int, fn: nn.Module):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(self.norm(x))
+
+
+class _Block(nn.Module):
+    """Pre-LN attention and pre-LN feed-forward, both residual."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, mlp_ratio: int, dropout: float,
+                 buckets: int, scaled: bool, has_table: bool):
+        super().__init__()
+        attention = _SelfAttention(dim, heads, dim_head, buckets, scaled, has_table)
+        self.layer = nn.ModuleList([_AttentionLayer(dim, attention),
+                                    _PreNorm(dim, _FeedForward(dim, mlp_ratio, dropout))])
+
+    @property
+    def attention(self) -> _SelfAttention:
+        return self.layer[0].SelfAttention
+
+    def forward(self, x: Tensor, table: Tensor, mask: Tensor | None, topk: int) -> Tensor:
+        x = self.layer[0](x, table, mask, topk)
+        return x + self.layer[1](x)
+
+
+def _blocks(count: int, buckets: int, shared: bool, **kw) -> nn.ModuleList:
+    return nn.ModuleList([_Block(buckets=buckets, has_table=(i == 0 or not shared), **kw)
+                          for i in range(count)])
+
+
+def _run(blocks: nn.ModuleList, x: Tensor, height: int, width: int, mask: Tensor | None,
+         topk: int, shared: bool) -> Tensor:
+    table = None
+    for block in blocks:
+        if table is None or not shared:
+            table = block.attention.position_table(height, width)
+        x = block(x, table, mask, topk)
+    return x
+
+
+def _tokens(x: Tensor) -> Tensor:
+    return x.flatten(2).transpose(1, 2)
+
+
+def _map(tokens: Tensor, height: int, width: int) -> Tensor:
+    b, _, c = tokens.shape
+    return tokens.transpose(1, 2).reshape(b, c, height, width)
+
+
+class _UpPixelShuffle(nn.Module):
+    def __init__(self, dim: int, factor: int = 2):
+        super().__init__()
+        self.conv2d = nn.Conv2d(dim, dim * factor ** 2, 3, padding=1)
+        self.up = nn.PixelShuffle(factor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.up(self.conv2d(x))
+
+
+class HyperTransformer(nn.Module):
+    """The hyper encoder (``down``) or decoder: transformer stages between resamplings.
+
+    Stage buckets shrink from fine to coarse (``position_num``, then halved, made odd,
+    at least 5); top-k halves from fine to coarse (at least 2). The decoder's stages are
+    stored coarse to fine.
+    """
+
+    def __init__(self, cin: int, cout: int, down: bool, *, dim: int, depth: int, heads: int,
+                 dim_head: int, mlp_ratio: int, dropout: float, position_num: int,
+                 attn_topk: int, scale: int, rpe_shared: bool, att_scale: bool):
+        super().__init__()
+        self.down, self.rpe_shared = down, rpe_shared
+        self.to_patch_embedding = nn.Linear(cin, dim)
+        self.mlp_head = (nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, cout)) if cout
+                         else nn.Identity())
+        self.scale_blocks = nn.ModuleList([
+            nn.Conv2d(dim, dim, 3, 2, 1) if down else _UpPixelShuffle(dim)
+            for _ in range(scale)])
+        per_stage = depth // 2 // (scale + 1)
+        stages, buckets = [], position_num
+        for _ in range(scale + 1):
+            stages.append(_blocks(per_stage, buckets, rpe_shared, dim=dim, heads=heads,
+                                  dim_head=dim_head, mlp_ratio=mlp_ratio, dropout=dropout,
+                                  scaled=att_scale))
+            buckets = max(buckets // 2 + (1 - buckets // 2 % 2), 5)
+        self.trans_blocks = nn.ModuleList(stages if down else stages[::-1])
+        if attn_topk != -1:
+            topks = [max(attn_topk // 2 ** i, 2) for i in range(scale + 1)]
+        else:
+            topks = [-1] * (scale + 1)
+        self.topks = topks if down else topks[::-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[2:]
+        tokens = self.to_patch_embedding(_tokens(x))
+        for i, resample in enumerate(self.scale_blocks):
+            tokens = _run(self.trans_blocks[i], tokens, height, width, None, self.topks[i],
+                          self.rpe_shared)
+            fmap = resample(_map(tokens, height, width))
+            height, width = fmap.shape[2:]
+            tokens = _tokens(fmap)
+        tokens = _run(self.trans_blocks[-1], tokens, height, width, None, self.topks[-1],
+                      self.rpe_shared)
+        return _map(self.mlp_head(tokens), height, width)
+
+
+class ContextTransformer(nn.Module):
+    """The context model on ``y_hat``.
+
+    Sequential: causal raster-order attention (diagonal included), the output shifted
+    one position with a learned start token, so position t sees ``y_hat`` before t.
+    Checkerboard: only the (i+j)-odd positions are seen (plus each query itself), and
+    the output is zero there.
+    """
+
+    def __init__(self, cin: int, checkerboard: bool, *, dim: int, depth: int, heads: int,
+                 dim_head: int, mlp_ratio: int, dropout: float, position_num: int,
+                 attn_topk: int, rpe_shared: bool, att_scale: bool):
+        super().__init__()
+        self.checkerboard, self.rpe_shared, self.topk = checkerboard, rpe_shared, attn_topk
+        self.to_patch_embedding = nn.Linear(cin, dim)
+        self.mlp_head = nn.Identity()
+        if not checkerboard:
+            self.sos_pred_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.blocks = _blocks(depth, position_num, rpe_shared, dim=dim, heads=heads,
+                              dim_head=dim_head, mlp_ratio=mlp_ratio, dropout=dropout,
+                              scaled=att_scale)
+
+    @staticmethod
+    def anchors(height: int, width: int, device=None) -> Tensor:
+        """The (i+j)-odd positions, decoded first from the hyperprior alone."""
+        i = torch.arange(height, device=device)[:, None]
+        j = torch.arange(width, device=device)[None, :]
+        return (i + j) % 2 == 1
+
+    def forward(self, y_hat: Tensor) -> Tensor:
+        b, _, height, width = y_hat.shape
+        n = height * width
+        if self.checkerboard:
+            seen = self.anchors(height, width, y_hat.device)
+            y_hat = y_hat.masked_fill(~seen, 0.0)
+            eye = torch.eye(n, dtype=torch.bool, device=y_hat.device)
+            mask = seen.view(1, n).expand(n, n) | eye
+        else:
+            mask = torch.tril(torch.ones(n, n, device=y_hat.device)).bool()
+        tokens = _run(self.blocks, self.to_patch_embedding(_tokens(y_hat)), height, width,
+                      mask, self.topk, self.rpe_shared)
+        out = self.mlp_head(tokens)
+        if not self.checkerboard:
+            out = torch.cat((self.sos_pred_token.expand(b, -1, -1), out[:, :-1, :]), dim=1)
+        out = _map(out, height, width)
+        if self.checkerboard:
+            out = out.masked_fill(seen, 0.0)
+        return out
+
+
+class ChannelGaussian(nn.Module):
+    """The z prior: one Gaussian per channel, likelihoods floored at 1e-12."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.mu = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.log_sigma = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, z_hat: Tensor) -> Tensor:
+        d = (z_hat - self.mu).abs()
+        inv_std = torch.exp(-self.log_sigma)
+        upper = _gauss_cdf(inv_std * (-d + 0.5))
+        lower = _gauss_cdf(inv_std * (-d - 0.5))
+        return torch.clamp(upper - lower, min=1e-12)
+
+
+def y_likelihood(y_hat: Tensor, params: Tensor, table_range: int = 128) -> Tensor:
+    """Likelihood of ``y_hat`` under the discretised Gaussian of ``params``.
+
+    ``params`` holds log-scales (clamped at -7) in its first ``C`` channels and means in
+    the next ``C``. Inner bins are ``Phi((0.5-d)/s) - Phi((-0.5-d)/s)`` with ``d = |y-mu|``,
+    floored at 1e-12; the lowest value uses ``log sigmoid((0.5-d)/s)`` and the highest
+    ``-softplus((-0.5-d)/s)``, as in the official loss.
+    """
+    c = y_hat.shape[1]
+    log_scales = torch.clamp(params[:, :c], min=-7.0)
+    means = params[:, c:2 * c]
+    d = (y_hat - means).abs()
+    inv_std = torch.exp(-log_scales)
+    plus_in = inv_std * (-d + 0.5)
+    min_in = inv_std * (-d - 0.5)
+    inner = torch.log(torch.clamp(_gauss_cdf(plus_in) - _gauss_cdf(min_in), min=1e-12))
+    low_edge = plus_in - nn.functional.softplus(plus_in)
+    high_edge = -nn.functional.softplus(min_in)
+    is_high = (y_hat > table_range - 1 - 0.001).float()
+    log_p = is_high * high_edge + (1.0 - is_high) * inner
+    is_low = (y_hat < -table_range + 0.001).float()
+    log_p = is_low * low_edge + (1.0 - is_low) * log_p
+    return torch.exp(log_p)
+
+
+class Entroformer(nn.Module):
+    """The official Entroformer with its keyword names and the scripts' defaults.
+
+    ``forward(x)`` (x in [0, 1], sides multiples of 64) returns ``x_hat`` (clamped to
+    [0, 1]) and the likelihoods of ``y_hat`` and ``z_hat``, as the official evaluation
+    computes them.
+    """
+
+    def __init__(self, na: str = "unidirectional", channels: int = 192,
+                 last_channels: int = 384, hyper_channels: int = 192, dim_embed: int = 384,
+                 depth: int = 6, heads: int = 6, dim_head: int = 64, mlp_ratio: int = 4,
+                 dropout: float = 0.0, position_num: int = 7, attn_topk: int = 32,
+                 scale: int = 2, rpe_shared: bool = True, att_scale: bool = True,
+                 norm: str = "GDN", distribution: str = "gauss", num_parameter: int = 2,
+                 K: int = 1, table_range: int = 128, mask_ratio: float = 0.0):  # noqa: N803
+        super().__init__()
+        if na not in ("unidirectional", "bidirectional"):
+            raise ValueError(f"na must be 'unidirectional' or 'bidirectional', not {na!r}")
+        if norm != "GDN" or distribution != "gauss" or num_parameter != 2 or K != 1:
+            raise ValueError("only the released configuration is supported: norm 'GDN',"
+                             " distribution 'gauss', num_parameter 2, K 1")
+        self.na, self.table_range, self.mask_ratio = na, table_range, mask_ratio
+        trans = dict(dim=dim_embed, depth=depth, heads=heads, dim_head=dim_head,
+                     mlp_ratio=mlp_ratio, dropout=dropout, position_num=position_num,
+                     attn_topk=attn_topk, rpe_shared=rpe_shared, att_scale=att_scale)
+        self.encode = _Analysis(channels, last_channels)
+        self.decode = _Synthesis(channels, last_channels)
+        self.cit_he = HyperTransformer(last_channels, hyper_channels, True, scale=scale, **trans)
+        self.cit_hd = HyperTransformer(hyper_channels, 0, False, scale=scale, **trans)
+        self.prob = ChannelGaussian(hyper_channels)
+        self.cit_ar = ContextTransformer(last_channels, na == "bidirectional", **trans)
+        self.cit_pn = nn.Sequential(
+            nn.Conv2d(dim_embed * 2, dim_embed * mlp_ratio, 1, 1, 0),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(dim_embed * mlp_ratio, last_channels * K * num_parameter, 1, 1, 0))
+
+    def entropy_parameters(self, feat_hyper: Tensor, y_hat: Tensor) -> Tensor:
+        return self.cit_pn(torch.cat([feat_hyper, self.cit_ar(y_hat)], 1))
+
+    def forward(self, x: Tensor) -> dict:
+        height, width = x.shape[2:]
+        if height % 64 or width % 64:
+            raise ValueError(f"Entroformer needs sides that are multiples of 64, got"
+                             f" {height}x{width}")
+        y = self.encode(x * 2 - 1)
+        y_hat = quantize(y, self.table_range)
+        z_hat = quantize(self.cit_he(y), self.table_range)
+        params = self.entropy_parameters(self.cit_hd(z_hat), y_hat)
+        x_hat = torch.clamp(self.decode(y_hat) / 2 + 0.5, 0.0, 1.0)
+        return {"x_hat": x_hat,
+                "likelihoods": {"y": y_likelihood(y_hat, params, self.table_range),
+                                "z": self.prob(z_hat)}}
+
+
+__all__ = ["OFFICIAL_CLASSES", "PARTS", "ChannelGaussian", "ContextTransformer", "Entroformer",
+           "HyperTransformer", "RestrictedUnpickler", "StandIn", "quantize",
+           "read_official_checkpoint", "y_likelihood"]
