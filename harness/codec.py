@@ -103,6 +103,16 @@ def fingerprint_of(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def integer_quality(quality: Quality, low: int, high: int, what: str) -> int:
+    """``quality`` as an int if it is a whole number in [low, high]; ValueError otherwise.
+
+    ``what`` names the quantity in the message, e.g. "webp quality" or "x265 QP".
+    """
+    if quality != int(quality) or not low <= quality <= high:
+        raise ValueError(f"{what} must be an integer {low}..{high}, got {quality}")
+    return int(quality)
+
+
 def check_image(image: np.ndarray) -> None:
     """Raise ValueError unless ``image`` follows the contract (uint8, H x W x 3)."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:

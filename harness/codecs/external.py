@@ -62,7 +62,14 @@ import numpy as np
 from PIL import Image
 
 from harness import colour
-from harness.codec import Availability, Codec, Quality, check_image, fingerprint_of
+from harness.codec import (
+    Availability,
+    Codec,
+    Quality,
+    check_image,
+    fingerprint_of,
+    integer_quality,
+)
 from harness.errors import CodecUnavailable
 
 MODE_ENV = "HARNESS_CODEC_MODE"
@@ -441,9 +448,7 @@ class _QPCodec(ExternalCodec):
     quality_label = "QP (lower is better)"
 
     def check_quality(self, quality: Quality) -> Quality:
-        if quality != int(quality) or not 0 <= quality <= 51:
-            raise ValueError(f"{self.name} quality is a QP, an integer 0..51, got {quality}")
-        return int(quality)
+        return integer_quality(quality, 0, 51, f"{self.name} quality (a QP)")
 
 
 class BPG(_QPCodec):
@@ -612,10 +617,7 @@ class AVIF(ExternalCodec):
         return "avifenc and avifdec (apt-get install libavif-bin)"
 
     def check_quality(self, quality: Quality) -> Quality:
-        if quality != int(quality) or not 0 <= quality <= 63:
-            raise ValueError(f"avif quality is an AV1 quantizer, an integer 0..63, "
-                             f"got {quality}")
-        return int(quality)
+        return integer_quality(quality, 0, 63, "avif quality (an AV1 quantizer)")
 
     def encode(self, image: np.ndarray, quality: Quality) -> bytes:
         check_image(image)
@@ -689,9 +691,7 @@ class WebPCLI(ExternalCodec):
         return "cwebp and dwebp (apt-get install webp)"
 
     def check_quality(self, quality: Quality) -> Quality:
-        if quality != int(quality) or not 0 <= quality <= 100:
-            raise ValueError(f"webp-cli quality must be an integer 0..100, got {quality}")
-        return int(quality)
+        return integer_quality(quality, 0, 100, "webp-cli quality")
 
     def encode(self, image: np.ndarray, quality: Quality) -> bytes:
         check_image(image)

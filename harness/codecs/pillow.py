@@ -16,7 +16,14 @@ import io
 import numpy as np
 from PIL import Image, features
 
-from harness.codec import Availability, Codec, Quality, check_image, fingerprint_of
+from harness.codec import (
+    Availability,
+    Codec,
+    Quality,
+    check_image,
+    fingerprint_of,
+    integer_quality,
+)
 
 
 def _decode_with_pillow(bitstream: bytes) -> np.ndarray:
@@ -59,9 +66,7 @@ class PillowCodec(Codec):
                               features.version(self.feature), sorted(self.save_options(50).items()))
 
     def check_quality(self, quality: Quality) -> Quality:
-        if not 0 <= quality <= 100 or quality != int(quality):
-            raise ValueError(f"{self.name} quality must be an integer 0..100, got {quality}")
-        return int(quality)
+        return integer_quality(quality, 0, 100, f"{self.name} quality")
 
 
 class JPEG(PillowCodec):
