@@ -57,12 +57,16 @@ from harness.models.layers import (
     LegacyEntropyBottleneck,
     SliceCompressionModel,
     SwinStage,
-    conv_stack,
     hyper_analysis,
     hyper_synthesis,
     ste_round,
 )
-from harness.models.stf import SymmetricalTransformer, build_swin_backbone, end_conv
+from harness.models.stf import (
+    SymmetricalTransformer,
+    build_swin_backbone,
+    end_conv,
+    slice_parameter_nets,
+)
 
 GRID = 2  # quadrants per side
 #: (channel group, quadrant row, quadrant column) of chunk k, k = 0 ... 23
@@ -158,15 +162,9 @@ class ShenLiu2023(SliceCompressionModel):
         self.h_mean_s = hyper_synthesis((192, 240, 288, 336, latent, latent))
         self.h_scale_s = hyper_synthesis((192, 240, 288, 336, latent, latent))
 
-        hyper = width * HYPER_WINDOW  # 1536
-        head = (224, 176, 128, 64, width)
-        self.cc_mean_transforms2 = nn.ModuleList(
-            conv_stack(hyper + width * min(i, DECODED_WINDOW), head) for i in range(chunks))
-        self.cc_scale_transforms2 = nn.ModuleList(
-            conv_stack(hyper + width * min(i, DECODED_WINDOW), head) for i in range(chunks))
-        self.lrp_transforms2 = nn.ModuleList(
-            conv_stack(hyper + width * min(i + 1, DECODED_WINDOW + 1), head)
-            for i in range(chunks))
+        (self.cc_mean_transforms2, self.cc_scale_transforms2,
+         self.lrp_transforms2) = slice_parameter_nets(width * HYPER_WINDOW, width, chunks,
+                                                      DECODED_WINDOW)
         self.entropy_bottleneck = LegacyEntropyBottleneck(embed_dim * 4)
         self.gaussian_conditional = GaussianConditional(None)
         self._freeze_stages()

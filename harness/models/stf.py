@@ -96,6 +96,23 @@ def end_conv(embed_dim: int, patch_size: int) -> nn.Sequential:
         nn.Conv2d(embed_dim, 3, kernel_size=3, padding=1))
 
 
+def slice_parameter_nets(hyper_channels: int, width: int, count: int,
+                         window: int) -> tuple[nn.ModuleList, nn.ModuleList, nn.ModuleList]:
+    """The per-slice mean, scale and latent-residual networks of the slice entropy model.
+
+    Slice ``i`` sees the hyper support (``hyper_channels``) and up to ``window`` decoded
+    slices of ``width`` channels; the residual network also sees the slice itself.
+    """
+    head = (224, 176, 128, 64, width)
+    means = nn.ModuleList(conv_stack(hyper_channels + width * min(i, window), head)
+                          for i in range(count))
+    scales = nn.ModuleList(conv_stack(hyper_channels + width * min(i, window), head)
+                           for i in range(count))
+    residuals = nn.ModuleList(conv_stack(hyper_channels + width * min(i + 1, window + 1), head)
+                              for i in range(count))
+    return means, scales, residuals
+
+
 class SymmetricalTransformer(SliceCompressionModel):
     """STF with the arguments of the authors' constructor (defaults = released model)."""
 
@@ -134,15 +151,9 @@ class SymmetricalTransformer(SliceCompressionModel):
         self.h_mean_s = hyper_synthesis((192, 240, 288, 336, latent, latent))
         self.h_scale_s = hyper_synthesis((192, 240, 288, 336, latent, latent))
 
-        width, support = latent // num_slices, self.max_support_slices
-        head = (224, 176, 128, 64, width)
-        self.cc_mean_transforms = nn.ModuleList(
-            conv_stack(latent + width * min(i, support), head) for i in range(num_slices))
-        self.cc_scale_transforms = nn.ModuleList(
-            conv_stack(latent + width * min(i, support), head) for i in range(num_slices))
-        self.lrp_transforms = nn.ModuleList(
-            conv_stack(latent + width * min(i + 1, support + 1), head)
-            for i in range(num_slices))
+        (self.cc_mean_transforms, self.cc_scale_transforms,
+         self.lrp_transforms) = slice_parameter_nets(latent, latent // num_slices, num_slices,
+                                                     self.max_support_slices)
         self.entropy_bottleneck = LegacyEntropyBottleneck(embed_dim * 4)
         self.gaussian_conditional = GaussianConditional(None)
         self._freeze_stages()
