@@ -329,6 +329,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # --- harness checkpoints / verify -------------------------------------------------------------
 
+def _read_weights(codec_name: str, path) -> dict:
+    """Read a checkpoint the way the codec will (some take more than plain state_dicts)."""
+    from harness.checkpoints import read_state_dict
+    from harness.registry import codec_entries, create_codec
+
+    codec = create_codec(codec_name) if codec_name in codec_entries() else None
+    reader = getattr(codec, "read_weights", None)
+    return reader(path) if reader is not None else read_state_dict(path)
+
+
 def cmd_checkpoints(args: argparse.Namespace) -> int:
     from harness import checkpoints as ck
 
@@ -337,7 +347,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
         sha256 = ck.sha256_of(path) if path.is_file() else None
         if sha256 is None:
             raise UsageError(f"{path} does not exist")
-        ck.read_state_dict(path)  # refuse unsafe or unreadable files now, not at run time
+        _read_weights(args.codec, path)  # refuse unsafe or unreadable files now
         manifest = ck.manifest_for(args.codec) or ck.Manifest(args.codec, [])
         manifest.entries = [e for e in manifest.entries if e.quality != float(args.quality)]
         manifest.entries.append(ck.CheckpointEntry(float(args.quality), str(path), args.url,
@@ -362,7 +372,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
             if args.action == "verify":
                 try:
                     ck.verify_entry(entry, manifest.codec)
-                    ck.read_state_dict(entry.path)
+                    _read_weights(manifest.codec, entry.path)
                     state = "ok"
                 except HarnessError as exc:
                     state, failed = f"FAILED: {exc}", True

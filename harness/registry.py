@@ -43,6 +43,8 @@ BUILTIN_CODECS: dict[str, str] = {
     "tcm-large": "harness.codecs.transformers:TCMLarge",
     "shen2023": "harness.codecs.shen2023:Shen2023",
     "tic": "harness.codecs.tic_entroformer:TIC",
+    "entroformer": "harness.codecs.tic_entroformer:EntroformerSequential",
+    "entroformer-parallel": "harness.codecs.tic_entroformer:EntroformerParallel",
 }
 # CompressAI's zoo, MSE- and MS-SSIM-trained: "bmshj2018-hyperprior", "mbt2018-ms-ssim" ...
 BUILTIN_CODECS.update({

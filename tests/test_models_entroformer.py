@@ -9,12 +9,14 @@ import types
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from harness.checkpoints import CheckpointError
+from harness.checkpoints import CheckpointError, CheckpointMismatch
 from harness.models.entroformer import PARTS, read_official_checkpoint
+from harness.registry import create_codec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 
@@ -194,3 +196,170 @@ def test_official_checkpoint_loads_strictly(network, official_modules, tmp_path)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(other(x)["x_hat"], network(x)["x_hat"])
+
+
+# --- the coder ------------------------------------------------------------------------------
+
+def trained_like(na: str, seed: int = 0):
+    """Random weights with a y of useful size (the random encoder's output is tiny)."""
+    from harness.models.entroformer import Entroformer
+
+    torch.manual_seed(seed)
+    net = Entroformer(na).eval()
+    with torch.no_grad():
+        net.encode.encoder[6].weight.mul_(30)
+    return net
+
+
+@pytest.fixture(scope="module", params=["unidirectional", "bidirectional"])
+def coded(request):
+    """A network, an image, its forward pass and its bitstream."""
+    net = trained_like(request.param)
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return net, x, net(x), net.compress(x)
+
+
+def test_quantised_cdfs_keep_every_value_codable():
+    from harness.models.entroformer import quantised_cdfs
+
+    pmf = torch.full((3, 256), 1e-12)
+    pmf[0, 128] = 1.0  # all mass on 0
+    pmf[1] = 1.0 / 256  # uniform
+    pmf[2, 127:130] = torch.tensor([0.25, 0.5, 0.25])
+    pmf[2, 255] = 1.0  # the official upper edge bin (about 1 whatever the mean)
+    tables = torch.tensor(quantised_cdfs(pmf))
+    assert tables.shape == (3, 258)
+    assert (tables[:, 0] == 0).all() and (tables[:, -1] == 1 << 16).all()
+    freq = tables.diff(dim=1)
+    assert (freq >= 1).all()
+    assert freq[0, 128] == (1 << 16) - 256  # all but one count for each other symbol
+    assert freq[1, :256].max() - freq[1, :256].min() <= 1
+    # the upper value takes only what the others leave, not its edge-bin likelihood
+    assert freq[2, 255] < 8 and abs(freq[2, 128] / freq[2, 127] - 2) < 0.01
+
+
+def test_incremental_context_equals_the_full_map():
+    """Position by position with cached keys/values = the masked full-map transformer
+    (8x8 = 64 positions, so top-k filtering (k = 32) is exercised)."""
+    from harness.models.entroformer import IncrementalContext, quantize
+
+    net = trained_like("unidirectional")
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y_hat = quantize(net.encode(x * 2 - 1))
+        full = net.cit_ar(y_hat)
+        height, width = y_hat.shape[2:]
+        context = IncrementalContext(net.cit_ar, height, width)
+        features = [context.feature.clone()]
+        for t in range(height * width - 1):
+            features.append(context.push(y_hat[0, :, t // width, t % width]).clone())
+    incremental = torch.stack(features, 1).reshape(full.shape)
+    assert (y_hat != 0).float().mean() > 0.5
+    torch.testing.assert_close(incremental, full, rtol=1e-5, atol=1e-5)
+
+
+def test_decoding_reproduces_the_forward_exactly(coded):
+    net, x, forward, out = coded
+    with torch.no_grad():
+        decoded = net.decompress(out["strings"], out["shape"])
+        y_hat = torch.clamp(torch.floor(net.encode(x * 2 - 1) + 0.5), -128, 127)
+    assert tuple(out["shape"]) == (2, 2)
+    assert torch.equal(decoded["y_hat"], y_hat)
+    assert torch.equal(decoded["x_hat"], forward["x_hat"])
+    with torch.no_grad():
+        assert net.compress(x)["strings"] == out["strings"]
+
+
+def test_real_rate_matches_the_estimate_where_the_tables_can_code_it(coded):
+    """The tables' 16-bit floor caps an element's cost at 16 bits; below that cap the
+    real rate is the likelihood's to 0.5 %."""
+    _, _, forward, out = coded
+    capped = sum(-torch.log2(v.clamp(min=2 ** -16)).sum().item()
+                 for v in forward["likelihoods"].values())
+    real = 8 * sum(len(s[0]) for s in out["strings"])
+    assert abs(real / capped - 1) < 0.005
+
+
+def test_a_corrupted_stream_decodes_to_something_else(coded):
+    net, _, forward, out = coded
+    y_string = bytearray(out["strings"][0][0])
+    y_string[len(y_string) // 2] ^= 0xFF
+    with torch.no_grad():
+        decoded = net.decompress([[bytes(y_string)], out["strings"][1]], out["shape"])
+    assert not torch.equal(decoded["x_hat"], forward["x_hat"])
+
+
+# --- the codecs -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def official_files(tmp_path_factory):
+    """Both context models saved as the official code saves them (pickled modules)."""
+    folder = tmp_path_factory.mktemp("entroformer")
+    patch = pytest.MonkeyPatch()
+    official_modules.__wrapped__(patch)
+    try:
+        files = {}
+        for na in ("unidirectional", "bidirectional"):
+            files[na] = folder / f"model_epoch_{na}.pth"
+            _as_official_file(trained_like(na), files[na])
+    finally:
+        patch.undo()
+    return files
+
+
+def test_official_file_runs_from_the_command_line(official_files, tmp_path, photo_folder):
+    from tests.conftest import run_cli
+
+    env = {"HARNESS_CHECKPOINTS": str(tmp_path / "manifests")}
+    path = official_files["bidirectional"]
+    added = run_cli("checkpoints", "add", "entroformer-parallel", "--quality", "1", "--path",
+                    str(path), env=env)
+    assert added.returncode == 0, added.stderr
+    store = tmp_path / "r.sqlite"
+    ran = run_cli("run", "--datasets", str(photo_folder), "--codecs", "entroformer-parallel",
+                  "--jobs", "1", "--store", str(store), "--no-progress", env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "Traceback" not in ran.stderr
+    import sqlite3
+
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT codec, bpp, psnr FROM results").fetchall()
+    assert len(rows) == 2 and all(r[0] == "entroformer-parallel" and r[1] > 0 for r in rows)
+    refused = run_cli("checkpoints", "add", "entroformer", "--quality", "1", "--path",
+                      str(tmp_path / "r.sqlite"), env=env)
+    assert refused.returncode != 0 and "cannot read it as a torch checkpoint" in refused.stderr
+
+
+def test_codec_round_trip_on_a_photo(official_files, sample_pixels):
+    from harness.codecs.learned import unpack
+
+    codec = create_codec("entroformer", checkpoint=str(official_files["unidirectional"]))
+    image = np.ascontiguousarray(sample_pixels[:100, :120])  # padded to 128x128
+    data = codec.encode(image, 1)
+    assert unpack(data).shape == (2, 2)
+    fresh = create_codec("entroformer", checkpoint=str(official_files["unidirectional"]))
+    decoded = fresh.decode(data)
+    assert decoded.shape == image.shape
+    forward, estimated_bpp = codec.forward(image, 1)
+    assert np.array_equal(decoded, forward) and estimated_bpp > 0
+
+
+def test_a_file_of_the_other_context_model_is_refused(official_files):
+    codec = create_codec("entroformer", checkpoint=str(official_files["bidirectional"]))
+    with pytest.raises(CheckpointMismatch, match="checkerboard Entroformer.*entroformer-parallel"):
+        codec.prepare(1)
+    codec = create_codec("entroformer-parallel",
+                         checkpoint=str(official_files["unidirectional"]))
+    with pytest.raises(CheckpointMismatch, match="sequential Entroformer.*codec entroformer$"):
+        codec.prepare(1)
+
+
+def test_no_weights_message_points_to_the_authors_folder(tmp_path, monkeypatch):
+    from harness.errors import CodecUnavailable
+
+    monkeypatch.setenv("HARNESS_CHECKPOINTS", str(tmp_path))
+    codec = create_codec("entroformer")
+    assert codec.qualities == (1,)
+    with pytest.raises(CodecUnavailable, match="drive.google.com/drive/folders/1pBljoMLgh"):
+        codec.prepare(1)

@@ -173,6 +173,7 @@ class LearnedCodec(Codec):
 
     pad_multiple: int = 64
     pad_minimum: int = 0
+    pad_mode: str = "constant"  # zeros; "replicate" repeats the border pixels
     quality_label = "quality index"
     accepted_options = ("checkpoint", "device")
 
@@ -190,6 +191,10 @@ class LearnedCodec(Codec):
     def build(self, state_dict: dict, quality: Quality):
         """A network (not yet loaded) whose layout fits ``state_dict``."""
         raise NotImplementedError
+
+    def read_weights(self, path: str | Path) -> dict:
+        """The state_dict of a checkpoint file (never running code from it)."""
+        return read_state_dict(path)
 
     def weights_path(self, quality: Quality) -> Path:
         """The checkpoint file of ``quality``: the --checkpoint file, else the manifest."""
@@ -263,7 +268,7 @@ class LearnedCodec(Codec):
             import torch
 
             path = self.weights_path(quality)
-            state_dict = read_state_dict(path)
+            state_dict = self.read_weights(path)
             net = self.build(state_dict, quality)
             load_strict(net, state_dict, str(path), hint=self.layout_hint(state_dict))
             if net.update(force=False):
@@ -298,8 +303,10 @@ class LearnedCodec(Codec):
         height, width = image.shape[:2]
         x = torch.from_numpy(np.ascontiguousarray(image).astype(np.float32) / 255.0)
         x = x.permute(2, 0, 1).unsqueeze(0).to(self.device)
-        return F.pad(x, padding(height, width, self.pad_multiple, self.pad_minimum),
-                     mode="constant", value=0.0)
+        pads = padding(height, width, self.pad_multiple, self.pad_minimum)
+        if self.pad_mode == "constant":
+            return F.pad(x, pads, mode="constant", value=0.0)
+        return F.pad(x, pads, mode=self.pad_mode)
 
     def to_image(self, x_hat, height: int, width: int) -> np.ndarray:
         left, _, top, _ = padding(height, width, self.pad_multiple, self.pad_minimum)

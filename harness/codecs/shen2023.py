@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from harness.checkpoints import align_entropy_bottleneck_names, read_state_dict
+from harness.checkpoints import align_entropy_bottleneck_names
 from harness.codec import Quality, fingerprint_of
 from harness.codecs.transformers import ReleasedTransformerCodec, _lambdas
 
@@ -55,7 +55,7 @@ class Shen2023(ReleasedTransformerCodec):
         import torch
 
         path = self.weights_path(quality)
-        state_dict = read_state_dict(path)
+        state_dict = self.read_weights(path)
         net = self.build(state_dict, quality)
         self.skipped = load_lenient(net, state_dict)
         self.notes.append(f"{path.name}: lenient load, {len(self.skipped)} entries skipped"

@@ -6,8 +6,17 @@
 of 128. The rate reported is that of the real bitstream, which differs from the
 likelihood estimate of the network's forward pass (see :mod:`harness.models.tic`).
 
-``entroformer``: :mod:`harness.models.entroformer`; the official files are pickled
-whole modules, read with a restricted unpickler that never runs code from the file.
+``entroformer`` (the sequential context model, the paper's) and ``entroformer-parallel``
+(the checkerboard one): :mod:`harness.models.entroformer`. The official files are
+pickled whole modules, read with a restricted unpickler that never runs code from the
+file; a plain state_dict with the same keys loads too. The authors released their MSE
+models as one Google Drive folder without saying which file has which lambda or context
+model, so no quality points are shipped: register each file under the quality you give
+it (1 = lowest rate), e.g. ``harness checkpoints add entroformer --quality 1 --path
+model_epoch_500.pth --lambda 0.02``; a file of the other context model is refused with
+the codec it fits. Images are padded to multiples of 64 by repeating their borders, as
+the official evaluation does. Our bitstreams are not byte-compatible with the official
+``.bin`` files (see :mod:`harness.models.entroformer`).
 """
 
 from __future__ import annotations
@@ -15,9 +24,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 
-from harness.checkpoints import CheckpointMismatch
+from harness.checkpoints import CheckpointError, CheckpointMismatch, manifest_for, read_state_dict
 from harness.codec import Quality
-from harness.codecs.transformers import ReleasedTransformerCodec
+from harness.codecs.learned import LearnedCodec
+from harness.codecs.transformers import ReleasedTransformerCodec, released_checkpoints
 
 
 def _shape(state_dict: Mapping, key: str):
@@ -69,3 +79,69 @@ class TIC(ReleasedTransformerCodec):
         config = tic_config(state_dict)
         return ("this file looks like a TIC checkpoint ("
                 + ", ".join(f"{k}={v}" for k, v in config.items()) + ")")
+
+
+ENTROFORMER_FOLDER = "https://drive.google.com/drive/folders/1pBljoMLghpaGS0t5iywuUkMwCTV0GeSe"
+SEQUENTIAL_KEY = "cit_ar.sos_pred_token"  # only the sequential context model has it
+
+
+def entroformer_variant(state_dict: Mapping) -> str | None:
+    """``"unidirectional"``, ``"bidirectional"`` or None (not an Entroformer state_dict)."""
+    if _shape(state_dict, "encode.encoder.0.weight") is None:
+        return None
+    return "unidirectional" if _shape(state_dict, SEQUENTIAL_KEY) else "bidirectional"
+
+
+class EntroformerSequential(LearnedCodec):
+    name = "entroformer"
+    na = "unidirectional"
+    pad_multiple = 64
+    pad_mode = "replicate"
+    quality_label = "your numbering of the registered files, 1 = lowest rate"
+    description = ("Qian et al. 2022 Entroformer, sequential (causal) transformer context"
+                   " model, official MSE weights, incremental decoder")
+
+    @property
+    def qualities(self) -> tuple[float, ...]:  # type: ignore[override]
+        """The qualities registered in the manifest (1 when there are none yet)."""
+        manifest = manifest_for(self.name) or released_checkpoints(self.name)
+        registered = sorted(e.quality for e in manifest.entries) if manifest else []
+        return tuple(registered) or (1,)
+
+    def read_weights(self, path) -> dict:
+        """A plain state_dict, else an official pickled-module file (restricted reader)."""
+        from harness.models.entroformer import read_official_checkpoint
+
+        try:
+            return read_state_dict(path)
+        except CheckpointError:
+            return read_official_checkpoint(path)
+
+    def build(self, state_dict: dict, quality: Quality):
+        from harness.models import create
+
+        variant = entroformer_variant(state_dict)
+        if variant is not None and variant != self.na:
+            other = {"unidirectional": ("sequential", "entroformer"),
+                     "bidirectional": ("checkerboard", "entroformer-parallel")}[variant]
+            raise CheckpointMismatch(f"this file is the {other[0]} Entroformer (na={variant});"
+                                     f" run it as codec {other[1]}")
+        return create("entroformer", na=self.na)
+
+    def layout_hint(self, state_dict: dict) -> str:
+        variant = entroformer_variant(state_dict)
+        if variant is None:
+            return "this file is not an Entroformer checkpoint (no encode.encoder.0.weight)"
+        return f"this file looks like an Entroformer checkpoint (na={variant})"
+
+    def _no_weights_message(self, quality: Quality) -> str:
+        return (f"{super()._no_weights_message(quality)}. The authors' MSE models are in"
+                f" {ENTROFORMER_FOLDER} (their lambdas and context models are not listed"
+                " there; the file says which context model it has)")
+
+
+class EntroformerParallel(EntroformerSequential):
+    name = "entroformer-parallel"
+    na = "bidirectional"
+    description = ("Qian et al. 2022 Entroformer, checkerboard (two-pass) transformer"
+                   " context model, official MSE weights")

@@ -6,11 +6,17 @@ original constructor:
 - ``"stf"``: Symmetrical TransFormer (Zou et al. 2022), released configuration by default;
 - ``"wacnn"``: the window-attention CNN released with it, ``WACNN(N=192, M=320)``;
 - ``"tcm"``: the mixed Transformer-CNN codec (Liu et al. 2023), ``N=64`` (small) or
-  ``N=128`` (large, the default), ``M=320``.
+  ``N=128`` (large, the default), ``M=320``;
+- ``"tic"``: Transformer-based Image Compression (Lu et al. 2022), ``revision="2022"``
+  (the released checkpoint's layout) or ``"head"``;
+- ``"shen2023"``: STF with the spatial-channel context model and LRCP (Shen & Liu 2023);
+- ``"entroformer"``: Entroformer (Qian et al. 2022), ``na="unidirectional"`` (sequential)
+  or ``"bidirectional"`` (checkerboard).
 
 Their ``state_dict()`` keys, shapes, buffers and order are those of the original
 networks, and the arithmetic follows the original order of operations, so that the
-same weights give the same reconstructions and the same bytes.
+same weights give the same reconstructions and the same bytes (Entroformer: the same
+reconstructions; its coder is ours, see :mod:`harness.models.entroformer`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ MODELS = {
     "tcm": "harness.models.tcm:TCM",
     "tic": "harness.models.tic:TIC",
     "shen2023": "harness.models.shen2023:ShenLiu2023",
+    "entroformer": "harness.models.entroformer:Entroformer",
 }
 
 
@@ -77,10 +84,13 @@ def describe_layout(state_dict: Mapping) -> str:
         args = ", ".join(f"{k}={v}" for k, v in config.items())
         size = {64: "small", 96: "middle", 128: "large"}.get(config.get("N"), "")
         return f"this file looks like a TCM{' ' + size if size else ''} checkpoint ({args})"
+    if _shape(state_dict, "encode.encoder.0.weight") is not None:
+        na = "unidirectional" if _shape(state_dict, "cit_ar.sos_pred_token") else "bidirectional"
+        return f"this file looks like an Entroformer checkpoint (create('entroformer', na={na!r}))"
     if _shape(state_dict, "g_a.4.conv_a.0.conv.0.weight") is not None:
         args = ", ".join(f"{k}={v}" for k, v in infer_config("wacnn", state_dict).items())
         return f"this file looks like a WACNN checkpoint ({args})"
-    return "this file is not an STF, WACNN or TCM checkpoint"
+    return "this file is not an STF, WACNN, TCM or Entroformer checkpoint"
 
 
 def conform_state_dict(net, state_dict: MutableMapping) -> list[str]:

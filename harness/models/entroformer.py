@@ -22,7 +22,21 @@ message naming it. Nothing in the file is ever executed. The result is one flat
 state_dict with the seven prefixes above (``encode.encoder.0.weight`` ...), which
 :class:`Entroformer` loads strictly.
 
-The coder is not part of this module yet.
+The coder (:meth:`Entroformer.compress` / :meth:`Entroformer.decompress`) is ours:
+CompressAI's rANS with one 16-bit CDF per latent element, quantised from the float32
+likelihood of all 256 values (see :func:`quantised_cdfs`), in the official symbol
+order: z channel by channel, then y position by position in raster order with the
+channels inner (the checkerboard variant: all anchor positions, then the others). The
+official files instead use torchac's arithmetic coder with float16 tables, whose
+underflow makes almost every y symbol cost 16 bits; our bitstreams are therefore not
+byte-compatible with the official ``.bin`` files, and their rates are close to the
+likelihood estimate. The sequential decoder is incremental (:class:`IncrementalContext`):
+each new position's attention rows are computed against the cached keys and values of
+the positions before it, where the official decoder re-runs the context transformer
+on the whole map for every position. Encoder and decoder compute each position's
+parameters and CDFs with the same code on tensors of the same shapes, so the tables
+agree bit for bit; the reconstruction does not depend on them (``y_hat`` is rounded
+without the means) and equals the forward pass's exactly.
 """
 
 from __future__ import annotations
@@ -33,9 +47,11 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness.checkpoints import CheckpointError
+from harness.models.tic import single_thread
 
 PARTS = ("encode", "decode", "cit_he", "cit_hd", "prob", "cit_ar", "cit_pn")
 
@@ -99,8 +115,12 @@ def _stand_in(module: str, name: str) -> type:
 def _reconstructor(cls, base, state):
     """``copyreg._reconstructor`` restricted to stand-in classes."""
     if not (isinstance(cls, type) and issubclass(cls, StandIn)):
-        raise pickle.UnpicklingError(f"refusing to reconstruct {cls!r}")
+        raise RefusedGlobal(f"refusing to reconstruct {cls!r}")
     return cls.__new__(cls)
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """The file names a class or callable the reader does not accept."""
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -125,7 +145,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             if key not in self._stand_ins:
                 self._stand_ins[key] = _stand_in(module, name)
             return self._stand_ins[key]
-        raise pickle.UnpicklingError(
+        raise RefusedGlobal(
             f"refusing to load {module}.{name}: this checkpoint reader only accepts the"
             " classes of the official Entroformer code, torch layers and tensors")
 
@@ -167,9 +187,9 @@ def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             data = handle.read()
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False,
                          pickle_module=_RestrictedPickleModule)
-    except pickle.UnpicklingError as exc:
+    except RefusedGlobal as exc:
         raise CheckpointError(f"{path.name}: {exc}") from None
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+    except (pickle.UnpicklingError, OSError, RuntimeError, EOFError, ValueError) as exc:
         raise CheckpointError(f"{path.name}: cannot read it as a torch checkpoint"
                               f" ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict) or not set(PARTS) <= set(obj):
@@ -538,6 +558,103 @@ def y_likelihood(y_hat: Tensor, params: Tensor, table_range: int = 128) -> Tenso
     return torch.exp(log_p)
 
 
+# ---------------------------------------------------------------------------
+# The coder
+
+#: precision of the rANS tables (CompressAI's coder works with 16-bit frequencies)
+CDF_TOTAL = 1 << 16
+
+
+def quantised_cdfs(pmf: Tensor) -> list[list[int]]:
+    """16-bit rANS tables for rows of 256 probabilities (values -128..127), as lists.
+
+    As in the official float32 path, the cumulative sum is clipped at 1 and the table
+    ends at 1, so the highest value takes what the others leave. (The official edge
+    formula gives the highest value a likelihood near 1 whatever the mean, since it is
+    applied to ``|y - mu|``; the rows sum to about 2, and normalising them would cost
+    every element a bit.) The cumulative sum is scaled to ``2**16 - 257`` and every
+    value is given one extra count, so none is uncodable however small its probability.
+    Each table has 258 entries: the 256 values, then CompressAI's escape symbol, which
+    is never used (every value is in the table) and gets the one spare count.
+    """
+    cumulative = torch.cumsum(pmf, dim=-1).clamp_(max=1.0)
+    cumulative[:, -1] = 1.0
+    spread = CDF_TOTAL - pmf.shape[-1] - 1
+    steps = torch.arange(1, pmf.shape[-1] + 1, dtype=torch.int32)
+    inner = torch.round(cumulative * spread).to(torch.int32) + steps
+    rows = pmf.shape[0]
+    table = torch.cat([torch.zeros(rows, 1, dtype=torch.int32), inner,
+                       torch.full((rows, 1), CDF_TOTAL, dtype=torch.int32)], dim=1)
+    return table.tolist()
+
+
+class IncrementalContext:
+    """The sequential context transformer fed one ``y_hat`` position at a time.
+
+    Positions come in raster order. Each block keeps the keys and values of the
+    positions fed so far, and a new position costs one attention row per block against
+    them, one feed-forward, and a gather of its relative-position terms, instead of the
+    whole map. :attr:`feature` is the context feature of the next position: the start
+    token first, then the transformer's output at the position just fed (the official
+    output is shifted by one). The arithmetic is the forward's, row by row; results
+    agree with the full-map forward to float rounding, not bit for bit.
+    """
+
+    def __init__(self, model: ContextTransformer, height: int, width: int):
+        if model.checkerboard:
+            raise ValueError("the checkerboard context model decodes in two passes, not"
+                             " incrementally")
+        self.model, self.width = model, width
+        first = model.blocks[0].attention
+        n = height * width
+        device = model.sos_pred_token.device
+        self.keys = [torch.empty(first.heads, n, first.dim_head, device=device)
+                     for _ in model.blocks]
+        self.values = [torch.empty_like(k) for k in self.keys]
+        self.rows = torch.arange(height, device=device).repeat_interleave(width)
+        self.cols = torch.arange(width, device=device).repeat(height)
+        self.position = 0
+        self.feature = model.sos_pred_token.reshape(-1)
+
+    def _buckets(self, attention: _SelfAttention) -> Tensor:
+        """Relative-position buckets of keys 0..t for the query t (key minus query)."""
+        t = self.position
+        dv = self.rows[:t + 1] - self.rows[t]
+        dh = self.cols[:t + 1] - self.cols[t]
+        half = attention.buckets // 2
+        index = (dv + half) * attention.buckets + (dh + half)
+        return torch.where(dv.abs() + dh.abs() <= half, index, torch.zeros_like(index))
+
+    def push(self, y_hat: Tensor) -> Tensor:
+        """Feed the decoded ``y_hat`` (C values) of the next position; its output returned."""
+        model, t = self.model, self.position
+        x = model.to_patch_embedding(y_hat.reshape(1, -1))
+        table = None
+        for block, keys, values in zip(model.blocks, self.keys, self.values):
+            attention = block.attention
+            if table is None or not model.rpe_shared:
+                table = attention.relative_attention_bias.weight
+                buckets = self._buckets(attention)
+            heads, dim_head = attention.heads, attention.dim_head
+            qkv = attention.qkv(block.layer[0].layer_norm(x)).reshape(-1, 3)
+            q = qkv[:, 0].reshape(heads, 1, dim_head)
+            keys[:, t] = qkv[:, 1].reshape(heads, dim_head)
+            values[:, t] = qkv[:, 2].reshape(heads, dim_head)
+            scores = torch.matmul(q, keys[:, :t + 1].transpose(1, 2))
+            relative = torch.matmul(q, table.t())[..., buckets]
+            scores = (scores + relative) * attention.scale
+            if model.topk != -1 and t + 1 > model.topk:
+                kth = scores.topk(model.topk, dim=-1, largest=True, sorted=True)[0][..., -1:]
+                scores = scores.masked_fill(~(scores >= kth), -torch.finfo(scores.dtype).max)
+            weights = torch.softmax(scores.float(), dim=-1).type_as(scores)
+            out = torch.matmul(weights, values[:, :t + 1]).reshape(1, heads * dim_head)
+            x = x + attention.o(out)
+            x = x + block.layer[1](x)
+        self.position += 1
+        self.feature = model.mlp_head(x).reshape(-1)
+        return self.feature
+
+
 class Entroformer(nn.Module):
     """The official Entroformer with its keyword names and the scripts' defaults.
 
@@ -560,6 +677,7 @@ class Entroformer(nn.Module):
             raise ValueError("only the released configuration is supported: norm 'GDN',"
                              " distribution 'gauss', num_parameter 2, K 1")
         self.na, self.table_range, self.mask_ratio = na, table_range, mask_ratio
+        self.last_channels, self.scale = last_channels, scale
         trans = dict(dim=dim_embed, depth=depth, heads=heads, dim_head=dim_head,
                      mlp_ratio=mlp_ratio, dropout=dropout, position_num=position_num,
                      attn_topk=attn_topk, rpe_shared=rpe_shared, att_scale=att_scale)
@@ -578,18 +696,145 @@ class Entroformer(nn.Module):
         return self.cit_pn(torch.cat([feat_hyper, self.cit_ar(y_hat)], 1))
 
     def forward(self, x: Tensor) -> dict:
-        height, width = x.shape[2:]
-        if height % 64 or width % 64:
-            raise ValueError(f"Entroformer needs sides that are multiples of 64, got"
-                             f" {height}x{width}")
+        self._check_size(*x.shape[2:])
         y = self.encode(x * 2 - 1)
         y_hat = quantize(y, self.table_range)
         z_hat = quantize(self.cit_he(y), self.table_range)
         params = self.entropy_parameters(self.cit_hd(z_hat), y_hat)
-        x_hat = torch.clamp(self.decode(y_hat) / 2 + 0.5, 0.0, 1.0)
-        return {"x_hat": x_hat,
+        return {"x_hat": self.reconstruct(y_hat),
                 "likelihoods": {"y": y_likelihood(y_hat, params, self.table_range),
                                 "z": self.prob(z_hat)}}
+
+    def reconstruct(self, y_hat: Tensor) -> Tensor:
+        return torch.clamp(self.decode(y_hat) / 2 + 0.5, 0.0, 1.0)
+
+    # the coder
+    def update(self, force: bool = False) -> bool:
+        """Nothing to build: the coder's tables are made per element while coding."""
+        return False
+
+    def _symbols(self) -> tuple[int, list[int]]:
+        """Tables' length and the offset that maps values -R..R-1 to symbols 0..2R-1."""
+        return 2 * self.table_range + 2, -self.table_range
+
+    def _table_values(self, channels: int) -> Tensor:
+        values = torch.arange(-self.table_range, self.table_range, dtype=torch.float32,
+                              device=self.prob.mu.device)
+        return values.expand(1, channels, -1)
+
+    def _z_tables(self) -> list[list[int]]:
+        channels = self.prob.mu.size(1)
+        pmf = self.prob(self._table_values(channels).unsqueeze(2))
+        return quantised_cdfs(pmf.reshape(channels, -1).cpu())
+
+    def _y_tables(self, params: Tensor) -> list[list[int]]:
+        """The tables of one position's C elements from its 2C parameters."""
+        if not torch.isfinite(params).all():
+            raise ValueError("the entropy parameters are not finite (NaN or inf): the"
+                             " weights are broken")
+        with single_thread():
+            pmf = y_likelihood(self._table_values(self.last_channels),
+                               params.reshape(1, -1, 1), self.table_range)
+            return quantised_cdfs(pmf.reshape(self.last_channels, -1).cpu())
+
+    def _parameters_at(self, hyper: Tensor, context: Tensor) -> Tensor:
+        """``cit_pn`` (two 1x1 convolutions) on one position's features."""
+        first, act, last = self.cit_pn
+        h = F.linear(torch.cat([hyper, context]).reshape(1, -1),
+                     first.weight.flatten(1), first.bias)
+        return F.linear(act(h), last.weight.flatten(1), last.bias).reshape(-1)
+
+    def _coding_order(self, hyper: Tensor, y_hat: Tensor):
+        """``(row, col, parameters)`` of every position, in coding order.
+
+        The decoder writes each position's values into ``y_hat`` before asking for the
+        next one; the encoder passes the whole ``y_hat``. Sequential: raster order, the
+        context fed incrementally. Checkerboard: the anchors with a zero context, then
+        the other positions with the context of the anchors.
+        """
+        height, width = y_hat.shape[2:]
+        if self.na == "unidirectional":
+            context = IncrementalContext(self.cit_ar, height, width)
+            with single_thread():
+                for t in range(height * width):
+                    row, col = divmod(t, width)
+                    yield row, col, self._parameters_at(hyper[0, :, row, col],
+                                                        context.feature)
+                    if t + 1 < height * width:
+                        context.push(y_hat[0, :, row, col])
+            return
+        anchors = ContextTransformer.anchors(height, width)
+        first = self.cit_pn(torch.cat([hyper, torch.zeros_like(hyper)], 1))
+        for row, col in anchors.nonzero().tolist():
+            yield row, col, first[0, :, row, col]
+        second = self.entropy_parameters(hyper, y_hat)
+        for row, col in (~anchors).nonzero().tolist():
+            yield row, col, second[0, :, row, col]
+
+    def compress(self, x: Tensor) -> dict:
+        """``{"strings": [[y], [z]], "shape": z's size}`` for an image in [0, 1]."""
+        from compressai.ans import BufferedRansEncoder, RansEncoder
+
+        if x.size(0) != 1:
+            outs = [self.compress(x[i:i + 1]) for i in range(x.size(0))]
+            return {"strings": [[o["strings"][i][0] for o in outs] for i in range(2)],
+                    "shape": outs[0]["shape"]}
+        self._check_size(*x.shape[2:])
+        y = self.encode(x * 2 - 1)
+        y_hat = quantize(y, self.table_range)
+        z_hat = quantize(self.cit_he(y), self.table_range)
+        length, offset = self._symbols()
+        channels = z_hat.size(1)
+        z_string = RansEncoder().encode_with_indexes(
+            z_hat.reshape(-1).int().tolist(),
+            torch.arange(channels).repeat_interleave(z_hat[0, 0].numel()).tolist(),
+            self._z_tables(), [length] * channels, [offset] * channels)
+        hyper = self.cit_hd(z_hat)
+        encoder = BufferedRansEncoder()
+        indexes = list(range(self.last_channels))
+        lengths, offsets = [length] * self.last_channels, [offset] * self.last_channels
+        for row, col, params in self._coding_order(hyper, y_hat):
+            encoder.encode_with_indexes(y_hat[0, :, row, col].int().tolist(), indexes,
+                                        self._y_tables(params), lengths, offsets)
+        return {"strings": [[encoder.flush()], [z_string]], "shape": z_hat.shape[2:]}
+
+    def decompress(self, strings: list, shape) -> dict:
+        """The reconstruction (``x_hat``) from :meth:`compress`'s strings and shape."""
+        from compressai.ans import RansDecoder
+
+        if not isinstance(strings, (list, tuple)) or len(strings) != 2:
+            raise ValueError("expected two groups of strings: [[y], [z]]")
+        if len(strings[0]) != 1:
+            outs = [self.decompress([[y], [z]], shape)["x_hat"]
+                    for y, z in zip(strings[0], strings[1])]
+            return {"x_hat": torch.cat(outs)}
+        z_height, z_width = (int(v) for v in shape)
+        device = self.prob.mu.device
+        length, offset = self._symbols()
+        channels = self.prob.mu.size(1)
+        decoder = RansDecoder()
+        decoder.set_stream(strings[1][0])
+        z_values = decoder.decode_stream(
+            torch.arange(channels).repeat_interleave(z_height * z_width).tolist(),
+            self._z_tables(), [length] * channels, [offset] * channels)
+        z_hat = torch.tensor(z_values, dtype=torch.float32, device=device)
+        hyper = self.cit_hd(z_hat.reshape(1, channels, z_height, z_width))
+        factor = 2 ** self.scale
+        y_hat = torch.zeros(1, self.last_channels, z_height * factor, z_width * factor,
+                            device=device)
+        decoder.set_stream(strings[0][0])
+        indexes = list(range(self.last_channels))
+        lengths, offsets = [length] * self.last_channels, [offset] * self.last_channels
+        for row, col, params in self._coding_order(hyper, y_hat):
+            values = decoder.decode_stream(indexes, self._y_tables(params), lengths, offsets)
+            y_hat[0, :, row, col] = torch.tensor(values, dtype=torch.float32, device=device)
+        return {"x_hat": self.reconstruct(y_hat), "y_hat": y_hat}
+
+    @staticmethod
+    def _check_size(height: int, width: int) -> None:
+        if height % 64 or width % 64:
+            raise ValueError(f"Entroformer needs sides that are multiples of 64, got"
+                             f" {height}x{width}")
 
 
 __all__ = ["OFFICIAL_CLASSES", "PARTS", "ChannelGaussian", "ContextTransformer", "Entroformer",
