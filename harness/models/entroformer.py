@@ -406,8 +406,10 @@ def _tokens(x: Tensor) -> Tensor:
 
 
 def _map(tokens: Tensor, height: int, width: int) -> Tensor:
+    # a channels-last view with the official strides: the convolutions that follow
+    # pick their kernel (and their rounding) by the input's strides
     b, _, c = tokens.shape
-    return tokens.transpose(1, 2).reshape(b, c, height, width)
+    return tokens.reshape(b, height, width, c).permute(0, 3, 1, 2)
 
 
 class _UpPixelShuffle(nn.Module):
@@ -513,7 +515,7 @@ class ContextTransformer(nn.Module):
             out = torch.cat((self.sos_pred_token.expand(b, -1, -1), out[:, :-1, :]), dim=1)
         out = _map(out, height, width)
         if self.checkerboard:
-            out = out.masked_fill(seen, 0.0)
+            out.masked_fill_(seen, 0.0)  # in place, keeping the official strides
         return out
 
 
