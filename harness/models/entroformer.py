@@ -44,6 +44,7 @@ from __future__ import annotations
 import io
 import pickle
 from collections import OrderedDict
+from contextlib import closing
 from pathlib import Path
 
 import torch
@@ -747,7 +748,8 @@ class Entroformer(nn.Module):
         return F.linear(act(h), last.weight.flatten(1), last.bias).reshape(-1)
 
     def _coding_order(self, hyper: Tensor, y_hat: Tensor):
-        """``(row, col, parameters)`` of every position, in coding order.
+        """``(row, col, parameters)`` of every position, in coding order (close it when
+        leaving early: the sequential order holds torch at one thread while it runs).
 
         The decoder writes each position's values into ``y_hat`` before asking for the
         next one; the encoder passes the whole ``y_hat``. Sequential: raster order, the
@@ -795,9 +797,10 @@ class Entroformer(nn.Module):
         encoder = BufferedRansEncoder()
         indexes = list(range(self.last_channels))
         lengths, offsets = [length] * self.last_channels, [offset] * self.last_channels
-        for row, col, params in self._coding_order(hyper, y_hat):
-            encoder.encode_with_indexes(y_hat[0, :, row, col].int().tolist(), indexes,
-                                        self._y_tables(params), lengths, offsets)
+        with closing(self._coding_order(hyper, y_hat)) as order:
+            for row, col, params in order:
+                encoder.encode_with_indexes(y_hat[0, :, row, col].int().tolist(), indexes,
+                                            self._y_tables(params), lengths, offsets)
         return {"strings": [[encoder.flush()], [z_string]], "shape": z_hat.shape[2:]}
 
     def decompress(self, strings: list, shape) -> dict:
@@ -827,9 +830,12 @@ class Entroformer(nn.Module):
         decoder.set_stream(strings[0][0])
         indexes = list(range(self.last_channels))
         lengths, offsets = [length] * self.last_channels, [offset] * self.last_channels
-        for row, col, params in self._coding_order(hyper, y_hat):
-            values = decoder.decode_stream(indexes, self._y_tables(params), lengths, offsets)
-            y_hat[0, :, row, col] = torch.tensor(values, dtype=torch.float32, device=device)
+        with closing(self._coding_order(hyper, y_hat)) as order:
+            for row, col, params in order:
+                values = decoder.decode_stream(indexes, self._y_tables(params), lengths,
+                                               offsets)
+                y_hat[0, :, row, col] = torch.tensor(values, dtype=torch.float32,
+                                                     device=device)
         return {"x_hat": self.reconstruct(y_hat), "y_hat": y_hat}
 
     @staticmethod
