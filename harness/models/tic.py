@@ -28,12 +28,20 @@ with mu and sigma predicted position by position from the partially reconstructe
 forward's x_hat, and forward's likelihood rate (estimated) is not the size of the
 bitstream (real). The harness reports the real one.
 
+Same floats as the original. With the same weights, forward's x_hat and likelihoods,
+the bitstream and the decoded image equal those of the official code bit for bit
+(``bench/tic_entroformer_speed.py`` checks it). Without autograd the Swin stages and
+the context model run in chunks of rows (:data:`CHUNK_ROWS`), which changes the speed,
+not the sums; the serial coder gives the context model's last layers the 25-row
+call of the official coder (see :meth:`CausalAttentionModule.at`).
+
 ``tic_plus`` is a configuration of ours: TIC+ has no public code or weights.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +68,10 @@ WINDOW = 8
 NOMINAL = (128, 64, 32, 16, 8)
 CONTEXT_SIZE = 5
 VISIBLE = 12  # raster positions of the 5x5 neighbourhood the context model sees
+#: token rows per chunk when the Swin stages and the context model run without autograd:
+#: chunks of a few MiB are reused by the allocator and stay in cache, where whole-map
+#: temporaries (up to 200 MB at 768x512) are mapped and zero-filled afresh by every op
+CHUNK_ROWS = 4096
 
 
 @contextmanager
@@ -81,6 +93,25 @@ def _conv(cin: int, cout: int, kernel: int, stride: int = 2) -> nn.Conv2d:
 def _deconv(cin: int, cout: int, kernel: int, stride: int = 2) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, output_padding=stride - 1,
                               padding=kernel // 2)
+
+
+@lru_cache(maxsize=32)
+def window_order(height: int, width: int, window: int, shift: int, device: str) -> Tensor:
+    """Raster indices of a map's tokens in (shifted) window order: window after window,
+    each window's tokens in raster order; the gather that ``torch.roll`` by ``-shift``
+    followed by window partitioning performs."""
+    index = torch.arange(height * width).view(height, width)
+    if shift:
+        index = torch.roll(index, shifts=(-shift, -shift), dims=(0, 1))
+    index = index.view(height // window, window, width // window, window).permute(0, 2, 1, 3)
+    return index.reshape(-1).to(device)
+
+
+def _groups(count: int, rows_each: int) -> list[tuple[int, int]]:
+    """``count`` items (of ``rows_each`` token rows) cut into near-equal runs of at least
+    :data:`CHUNK_ROWS` rows (one run when there are fewer)."""
+    runs = max(1, count * rows_each // CHUNK_ROWS)
+    return [(i * count // runs, (i + 1) * count // runs) for i in range(runs)]
 
 
 class TICSwinBlock(SwinBlock):
@@ -106,15 +137,55 @@ class TICSwinBlock(SwinBlock):
                                fill=-100.0).clone()
         self.register_buffer("attn_mask", mask)
 
+    def _mask(self, height: int, width: int, device) -> Tensor | None:
+        if not self.shift_size:
+            return None
+        if (height, width) == self.input_resolution:
+            return self.attn_mask
+        return region_mask(height, width, self.window_size, self.shift_size, device,
+                           fill=-100.0)
+
     def forward(self, x: Tensor, height: int, width: int) -> Tensor:  # type: ignore[override]
-        mask = None
-        if self.shift_size:
-            if (height, width) == self.input_resolution:
-                mask = self.attn_mask
+        return super().forward(x, height, width, self._mask(height, width, x.device))
+
+    def infer(self, src: Tensor, dst: Tensor, height: int, width: int) -> None:
+        """The block without autograd, on one map's tokens: ``src`` (H*W, C) -> ``dst``.
+
+        ``dst`` may be ``src``. The map runs in groups of whole (shifted) windows of at
+        least :data:`CHUNK_ROWS` tokens (the whole map when smaller): a group's tokens are
+        gathered in window order (the cyclic shift and the window partition in one
+        copy), go through attention and the MLP, and are scattered back to their raster
+        rows. The additions are done in place and in the order of :meth:`forward`.
+        Every operation works token by token or window by window, so the floats are
+        those of :meth:`forward`: the BLAS kernels give a row the same sums whichever
+        rows share the call, as long as there are not only a handful of them (checked bit
+        for bit against :meth:`forward` and the official code).
+        """
+        window, c = self.window_size, src.shape[-1]
+        n = window * window
+        attn, mlp = self.attn, self.mlp
+        heads = attn.num_heads
+        order = window_order(height, width, window, self.shift_size, str(src.device))
+        mask = self._mask(height, width, src.device)
+        bias = attn.relative_bias().unsqueeze(0)
+        gelu = isinstance(mlp.act, nn.GELU)
+        for first, last in _groups(order.numel() // n, n):
+            rows = order[first * n:last * n]
+            x = src.index_select(0, rows)
+            qkv = attn.qkv(self.norm1(x)).view(last - first, n, 3, heads, c // heads)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).contiguous()
+            scores = q.mul_(attn.scale) @ k.transpose(-2, -1)
+            scores.add_(bias)
+            if mask is not None:
+                scores.add_(mask[first:last].unsqueeze(1))
+            torch.softmax(scores, -1, out=scores)
+            x = attn.proj((scores @ v).transpose(1, 2).reshape(-1, c)).add_(x)
+            hidden = mlp.fc1(self.norm2(x))
+            if gelu:
+                torch.ops.aten.gelu_(hidden, approximate=mlp.act.approximate)
             else:
-                mask = region_mask(height, width, self.window_size, self.shift_size,
-                                   x.device, fill=-100.0)
-        return super().forward(x, height, width, mask)
+                hidden = mlp.act(hidden)
+            dst.index_copy_(0, rows, mlp.fc2(hidden).add_(x))
 
 
 class SwinLayer(nn.Module):
@@ -140,9 +211,21 @@ class RSTB(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, height, width = x.shape
         tokens = x.flatten(2).transpose(1, 2)
-        for block in self.residual_group.blocks:
-            tokens = block(tokens, height, width)
-        return tokens.transpose(1, 2).view(b, -1, height, width) + x
+        blocks = self.residual_group.blocks
+        if (self.training or torch.is_grad_enabled() or not len(blocks)
+                or any(height % blk.window_size or width % blk.window_size for blk in blocks)):
+            for block in blocks:
+                tokens = block(tokens, height, width)
+            return tokens.transpose(1, 2).view(b, -1, height, width) + x
+        out = x.new_empty(b, height * width, c)
+        for i in range(b):
+            src = tokens[i]
+            for block in blocks:
+                block.infer(src, out[i], height, width)
+                src = out[i]
+        # the sums of ``tokens + x`` above, laid out like x as that result is: the layout
+        # picks the next convolution's kernels, and with them its rounding
+        return x + out.transpose(1, 2).view(b, c, height, width)
 
 
 class CausalAttentionModule(nn.Module):
@@ -181,17 +264,23 @@ class CausalAttentionModule(nn.Module):
         table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return table.view(n, n, -1).permute(2, 0, 1).contiguous()
 
-    def _tokens(self, tokens: Tensor) -> Tensor:
-        """(P, 25, C) neighbourhoods -> (P, C) context features before the projection."""
+    def _summed(self, tokens: Tensor, bias: Tensor | None = None) -> Tensor:
+        """(P, 25, C) neighbourhoods -> (P, C): attention output plus tokens, summed.
+
+        ``bias``: :meth:`_bias`, when the caller keeps it (the serial coders).
+        """
         p, n, c = tokens.shape
         masked = tokens * self.visible
         qkv = self.qkv(self.norm1(masked)).reshape(p, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
         scores = (q * self.scale) @ k.transpose(-2, -1)
-        scores = scores + self._bias().unsqueeze(0)
+        scores = scores + (self._bias() if bias is None else bias).unsqueeze(0)
         out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(p, n, c)
         out += masked
-        summed = out.sum(dim=1)
+        return out.sum(dim=1)
+
+    def _head(self, summed: Tensor) -> Tensor:
+        """(P, C) -> (P, out_dim): LayerNorm + MLP residual, projection."""
         return self.proj(self.mlp(self.norm2(summed)) + summed)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -199,15 +288,35 @@ class CausalAttentionModule(nn.Module):
         pad = self.block_len // 2
         unfolded = F.unfold(x, kernel_size=self.block_len, padding=pad)
         tokens = unfolded.reshape(b, c, self.block_size, height * width).permute(0, 3, 2, 1)
-        tokens = tokens.contiguous().view(-1, self.block_size, c)
-        out = self._tokens(tokens).reshape(b, height, width, -1)
-        return out.permute(0, 3, 1, 2)
+        if torch.is_grad_enabled():
+            tokens = tokens.contiguous().view(-1, self.block_size, c)
+            out = self._head(self._summed(tokens))
+        else:
+            # run of positions by run of positions: the same rows through the same
+            # kernels (so the same floats), with temporaries of a few MiB
+            out = x.new_empty(b, height * width, self.proj.out_features)
+            for i in range(b):
+                for first, last in _groups(height * width, self.block_size):
+                    part = tokens[i, first:last].contiguous()
+                    out[i, first:last] = self._head(self._summed(part))
+        return out.reshape(b, height, width, -1).permute(0, 3, 1, 2)
 
-    def at(self, padded: Tensor, row: int, col: int) -> Tensor:
-        """(1, out_dim, 1, 1) context of position (row, col) of a map padded by 2."""
+    def at(self, padded: Tensor, row: int, col: int, bias: Tensor | None = None) -> Tensor:
+        """(1, out_dim, 1, 1) context of position (row, col) of a map padded by 2.
+
+        The official coder runs the module on the 5x5 crop around the position and keeps
+        the centre, so its LayerNorm + MLP + projection see 25 rows with this position's
+        at row 12. A BLAS call on one row takes another kernel (a matrix-vector product)
+        whose sums round differently, so the same 25-row call is made here, with zero
+        rows around this one: the entropy parameters, and so the decoded latents, are
+        then the official ones to the bit. Costs about 0.15 ms a position.
+        """
         crop = padded[0, :, row:row + self.block_len, col:col + self.block_len]
         tokens = crop.reshape(self.dim, self.block_size).t().unsqueeze(0)
-        return self._tokens(tokens).view(1, -1, 1, 1)
+        centre = self.block_size // 2
+        rows = padded.new_zeros(self.block_size, self.dim)
+        rows[centre] = self._summed(tokens, bias)[0]
+        return self._head(rows)[centre].view(1, -1, 1, 1)
 
 
 def _dead_cnn_modules() -> dict[str, nn.Module]:
@@ -341,12 +450,23 @@ class TIC(CompressionModel):
                 "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     # the serial coder
-    def _parameters_at(self, padded: Tensor, params: Tensor, row: int, col: int
-                       ) -> tuple[Tensor, Tensor]:
-        ctx = self.context_prediction.at(padded, row, col)
+    def _parameters_at(self, padded: Tensor, params: Tensor, row: int, col: int,
+                       bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        ctx = self.context_prediction.at(padded, row, col, bias)
         p = params[:, :, row:row + 1, col:col + 1]
         scales, means = self.entropy_parameters(torch.cat((p, ctx), dim=1)).chunk(2, 1)
         return scales, means
+
+    def _indexes(self, scales: Tensor) -> list[int]:
+        """``gaussian_conditional.build_indexes(scales)`` as a list, in one search.
+
+        CompressAI counts, one table entry at a time (64 small tensor operations), the
+        entries below the bounded scale; a binary search over the same float32 table
+        with the same comparisons gives the same integers.
+        """
+        gc = self.gaussian_conditional
+        scales = gc.lower_bound_scale(scales).reshape(-1)
+        return torch.searchsorted(gc.scale_table[:-1], scales).tolist()
 
     def _tables(self) -> tuple[list, list, list]:
         gc = self.gaussian_conditional
@@ -379,15 +499,15 @@ class TIC(CompressionModel):
     def _code_serially(self, padded: Tensor, params: Tensor, symbols: list, indexes: list
                        ) -> None:
         pad = CONTEXT_SIZE // 2
+        bias = self.context_prediction._bias()
         for row in range(padded.size(2) - 2 * pad):
             for col in range(padded.size(3) - 2 * pad):
-                scales, means = self._parameters_at(padded, params, row, col)
+                scales, means = self._parameters_at(padded, params, row, col, bias)
                 centre = padded[:, :, row + pad, col + pad].view(1, -1, 1, 1)
                 q = torch.round(centre - means)
                 padded[:, :, row + pad, col + pad] = (q + means).view(1, -1)
                 symbols.extend(q.view(-1).int().tolist())
-                indexes.extend(
-                    self.gaussian_conditional.build_indexes(scales).view(-1).int().tolist())
+                indexes.extend(self._indexes(scales))
 
     def decompress(self, strings: list, shape) -> dict:
         from compressai.ans import RansDecoder
@@ -416,10 +536,11 @@ class TIC(CompressionModel):
         cdfs, lengths, offsets = tables
         pad = CONTEXT_SIZE // 2
         height, width = padded.size(2) - 2 * pad, padded.size(3) - 2 * pad
+        bias = self.context_prediction._bias()
         for row in range(height):
             for col in range(width):
-                scales, means = self._parameters_at(padded, params, row, col)
-                index = self.gaussian_conditional.build_indexes(scales).view(-1).int().tolist()
+                scales, means = self._parameters_at(padded, params, row, col, bias)
+                index = self._indexes(scales)
                 # only the tables this position uses cross the binding
                 used = sorted(set(index))
                 where = {t: i for i, t in enumerate(used)}
