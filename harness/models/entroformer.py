@@ -285,6 +285,35 @@ class _Synthesis(nn.Module):
         return self.decoder(x)
 
 
+#: query rows per run when attention runs without autograd
+QUERY_RUN = 64
+
+
+def query_runs(n: int) -> list[tuple[int, int]]:
+    """``n`` query rows cut into near-equal runs of at least :data:`QUERY_RUN` rows.
+
+    Without autograd, attention runs a run of queries at a time: the official code
+    builds (n, n, 64) position embeddings and (heads, n, n) scores for the whole map
+    (600 MB and 57 MB at 768x512), which the allocator maps and the kernel zero-fills
+    afresh for every layer. Every query row goes through the same kernels either way
+    (runs are never below 16 rows, where the matrix products take other kernels), so
+    the floats are the official ones.
+    """
+    count = max(1, n // QUERY_RUN)
+    return [(i * n // count, (i + 1) * n // count) for i in range(count)]
+
+
+class PositionTable:
+    """The relative-position embeddings of a map, looked up a run of queries at a time."""
+
+    def __init__(self, embedding: nn.Embedding, index: Tensor):
+        self.embedding, self.index = embedding, index
+
+    def rows(self, first: int, last: int) -> Tensor:
+        """(last - first, n, dim_head): the embeddings seen by the queries first..last-1."""
+        return self.embedding(self.index[first:last])
+
+
 class _SelfAttention(nn.Module):
     """Multi-head attention with contextual 2-D relative positions and top-k filtering.
 
@@ -304,8 +333,8 @@ class _SelfAttention(nn.Module):
         if has_table:
             self.relative_attention_bias = nn.Embedding(buckets ** 2, dim_head)
 
-    def position_table(self, height: int, width: int) -> Tensor:
-        """The (n, n, dim_head) embeddings of the key-minus-query offsets, raster order."""
+    def position_table(self, height: int, width: int) -> PositionTable:
+        """The embeddings of the key-minus-query offsets of an (height, width) map."""
         device = self.relative_attention_bias.weight.device
         rows = torch.arange(height, device=device).repeat_interleave(width)
         cols = torch.arange(width, device=device).repeat(height)
@@ -314,18 +343,30 @@ class _SelfAttention(nn.Module):
         half = self.buckets // 2
         index = (dv + half) * self.buckets + (dh + half)
         index = torch.where(dv.abs() + dh.abs() <= half, index, torch.zeros_like(index))
-        return self.relative_attention_bias(index)
+        return PositionTable(self.relative_attention_bias, index)
 
-    def forward(self, x: Tensor, table: Tensor, mask: Tensor | None, topk: int) -> Tensor:
+    def forward(self, x: Tensor, table: PositionTable, mask: Tensor | None, topk: int
+                ) -> Tensor:
         b, n = x.shape[:2]
         inner = self.heads * self.dim_head
         qkv = self.qkv(x).reshape(b, -1, 3)
         q, k, v = (qkv[..., i].view(b, -1, self.heads, self.dim_head).transpose(1, 2)
                    for i in range(3))
+        runs = [(0, n)] if torch.is_grad_enabled() else query_runs(n)
+        out = torch.cat([self._rows(q[:, :, first:last], k, v, table.rows(first, last),
+                                    None if mask is None else mask[first:last], topk)
+                         for first, last in runs], dim=2)
+        return self.o(out.transpose(1, 2).contiguous().view(b, -1, inner))
+
+    def _rows(self, q: Tensor, k: Tensor, v: Tensor, table: Tensor, mask: Tensor | None,
+              topk: int) -> Tensor:
+        """Attention of the queries ``q`` (b, heads, rows, d) over all keys."""
+        b, _, rows, _ = q.shape
+        n = k.shape[2]
         scores = torch.matmul(q, k.transpose(3, 2))
-        per_query = q.permute(2, 0, 1, 3).reshape(n, b * self.heads, self.dim_head)
+        per_query = q.permute(2, 0, 1, 3).reshape(rows, b * self.heads, self.dim_head)
         context = torch.matmul(per_query, table.transpose(1, 2))
-        context = context.view(n, b, self.heads, n).permute(1, 2, 0, 3)
+        context = context.view(rows, b, self.heads, n).permute(1, 2, 0, 3)
         scores = (scores + context) * self.scale
         lowest = -torch.finfo(scores.dtype).max
         if mask is not None:
@@ -334,8 +375,7 @@ class _SelfAttention(nn.Module):
             kth = scores.topk(min(topk, n), dim=-1, largest=True, sorted=True)[0][..., -1:]
             scores = scores.masked_fill(~(scores >= kth), lowest)
         weights = torch.softmax(scores.float(), dim=-1).type_as(scores)
-        out = torch.matmul(weights, v).transpose(1, 2).contiguous().view(b, -1, inner)
-        return self.o(out)
+        return torch.matmul(weights, v)
 
 
 class _AttentionLayer(nn.Module):
@@ -344,7 +384,8 @@ class _AttentionLayer(nn.Module):
         self.SelfAttention = attention
         self.layer_norm = nn.LayerNorm(dim)
 
-    def forward(self, x: Tensor, table: Tensor, mask: Tensor | None, topk: int) -> Tensor:
+    def forward(self, x: Tensor, table: PositionTable, mask: Tensor | None, topk: int
+                ) -> Tensor:
         return x + self.SelfAttention(self.layer_norm(x), table, mask, topk)
 
 
@@ -382,7 +423,8 @@ class _Block(nn.Module):
     def attention(self) -> _SelfAttention:
         return self.layer[0].SelfAttention
 
-    def forward(self, x: Tensor, table: Tensor, mask: Tensor | None, topk: int) -> Tensor:
+    def forward(self, x: Tensor, table: PositionTable, mask: Tensor | None, topk: int
+                ) -> Tensor:
         x = self.layer[0](x, table, mask, topk)
         return x + self.layer[1](x)
 
