@@ -52,7 +52,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness.checkpoints import CheckpointError
-from harness.models.tic import single_thread
+from harness.models.layers import (
+    check_two_groups,
+    compress_each,
+    decompress_each,
+    single_thread,
+)
 
 PARTS = ("encode", "decode", "cit_he", "cit_hd", "prob", "cit_ar", "cit_pn")
 
@@ -822,9 +827,7 @@ class Entroformer(nn.Module):
         from compressai.ans import BufferedRansEncoder, RansEncoder
 
         if x.size(0) != 1:
-            outs = [self.compress(x[i:i + 1]) for i in range(x.size(0))]
-            return {"strings": [[o["strings"][i][0] for o in outs] for i in range(2)],
-                    "shape": outs[0]["shape"]}
+            return compress_each(self.compress, x)
         self._check_size(*x.shape[2:])
         y = self.encode(x * 2 - 1)
         y_hat = quantize(y, self.table_range)
@@ -849,12 +852,9 @@ class Entroformer(nn.Module):
         """The reconstruction (``x_hat``) from :meth:`compress`'s strings and shape."""
         from compressai.ans import RansDecoder
 
-        if not isinstance(strings, (list, tuple)) or len(strings) != 2:
-            raise ValueError("expected two groups of strings: [[y], [z]]")
+        check_two_groups(strings)
         if len(strings[0]) != 1:
-            outs = [self.decompress([[y], [z]], shape)["x_hat"]
-                    for y, z in zip(strings[0], strings[1])]
-            return {"x_hat": torch.cat(outs)}
+            return decompress_each(self.decompress, strings, shape)
         z_height, z_width = (int(v) for v in shape)
         device = self.prob.mu.device
         length, offset = self._symbols()

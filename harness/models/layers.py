@@ -24,6 +24,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable, MutableMapping, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -36,10 +37,41 @@ from torch import Tensor, nn
 
 __all__ = [
     "DropPath", "LegacyEntropyBottleneck", "Mlp", "PatchMerging", "PatchSplit",
-    "SliceCompressionModel", "SwinBlock", "SwinStage", "WindowAttention", "conv_stack",
-    "drop_path", "hyper_analysis", "hyper_synthesis", "region_mask",
-    "relative_position_index", "ste_round", "window_merge", "window_partition",
+    "SliceCompressionModel", "SwinBlock", "SwinStage", "WindowAttention", "check_two_groups",
+    "compress_each", "conv_stack", "decompress_each", "drop_path", "hyper_analysis",
+    "hyper_synthesis", "region_mask", "relative_position_index", "single_thread",
+    "ste_round", "window_merge", "window_partition",
 ]
+
+
+@contextmanager
+def single_thread():
+    """One intra-op thread: the serial coders run thousands of tiny ops, which extra
+    threads only slow down (and on a busy CPU, a lot)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def compress_each(compress, x: Tensor) -> dict:
+    """A batch through a one-image ``compress``: ``{"strings": [[y...], [z...]], "shape"}``."""
+    outs = [compress(x[i:i + 1]) for i in range(x.size(0))]
+    return {"strings": [[o["strings"][0][0] for o in outs], [o["strings"][1][0] for o in outs]],
+            "shape": outs[0]["shape"]}
+
+
+def check_two_groups(strings) -> None:
+    if not isinstance(strings, (list, tuple)) or len(strings) != 2:
+        raise ValueError("expected two groups of strings: [[y], [z]]")
+
+
+def decompress_each(decompress, strings: list, shape) -> dict:
+    """The strings of :func:`compress_each` through a one-image ``decompress``."""
+    outs = [decompress([[y], [z]], shape)["x_hat"] for y, z in zip(strings[0], strings[1])]
+    return {"x_hat": torch.cat(outs)}
 
 
 def ste_round(x: Tensor) -> Tensor:

@@ -40,7 +40,6 @@ call of the official coder (see :meth:`CausalAttentionModule.at`).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from functools import lru_cache
 
 import torch
@@ -54,8 +53,12 @@ from harness.models.layers import (
     Mlp,
     SliceCompressionModel,
     SwinBlock,
+    check_two_groups,
+    compress_each,
+    decompress_each,
     region_mask,
     relative_position_index,
+    single_thread,
 )
 
 REVISIONS = {
@@ -72,18 +75,6 @@ VISIBLE = 12  # raster positions of the 5x5 neighbourhood the context model sees
 #: chunks of a few MiB are reused by the allocator and stay in cache, where whole-map
 #: temporaries (up to 200 MB at 768x512) are mapped and zero-filled afresh by every op
 CHUNK_ROWS = 4096
-
-
-@contextmanager
-def single_thread():
-    """One intra-op thread: the serial coders run thousands of tiny ops, which extra
-    threads only slow down (and on a busy CPU, a lot)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int = 2) -> nn.Conv2d:
@@ -479,7 +470,7 @@ class TIC(CompressionModel):
         from compressai.ans import BufferedRansEncoder
 
         if x.size(0) != 1:
-            return _batched(self.compress, x)
+            return compress_each(self.compress, x)
         self.check_size(*x.shape[2:])
         y = self.analysis(x)
         z = self.hyper_analysis(y)
@@ -512,12 +503,9 @@ class TIC(CompressionModel):
     def decompress(self, strings: list, shape) -> dict:
         from compressai.ans import RansDecoder
 
-        if not isinstance(strings, (list, tuple)) or len(strings) != 2:
-            raise ValueError("expected two groups of strings: [[y], [z]]")
+        check_two_groups(strings)
         if len(strings[0]) != 1:
-            outs = [self.decompress([[y], [z]], shape)["x_hat"]
-                    for y, z in zip(strings[0], strings[1])]
-            return {"x_hat": torch.cat(outs)}
+            return decompress_each(self.decompress, strings, shape)
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
         params = self.hyper_synthesis(z_hat)
         height, width = z_hat.size(2) * 4, z_hat.size(3) * 4
@@ -559,12 +547,6 @@ class TIC(CompressionModel):
                update_quantiles: bool = False) -> bool:
         """Build the CDF tables that are missing (all of them with ``force``)."""
         return super().update(scale_table, force=force, update_quantiles=update_quantiles)
-
-
-def _batched(method, x: Tensor) -> dict:
-    outs = [method(x[i:i + 1]) for i in range(x.size(0))]
-    return {"strings": [[o["strings"][0][0] for o in outs], [o["strings"][1][0] for o in outs]],
-            "shape": outs[0]["shape"]}
 
 
 def tic_plus(N: int = 128, M: int = 192) -> TIC:  # noqa: N803
