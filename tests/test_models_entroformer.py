@@ -363,3 +363,24 @@ def test_no_weights_message_points_to_the_authors_folder(tmp_path, monkeypatch):
     assert codec.qualities == (1,)
     with pytest.raises(CodecUnavailable, match="drive.google.com/drive/folders/1pBljoMLgh"):
         codec.prepare(1)
+
+
+def test_attention_by_runs_of_queries_gives_the_whole_map_floats():
+    """Without autograd, attention runs 64 query rows at a time; the floats are those of
+    the whole-map computation (which autograd uses)."""
+    from harness.models.entroformer import _SelfAttention, query_runs
+
+    runs = query_runs(200)
+    assert runs[0][0] == 0 and runs[-1][1] == 200 and len(runs) == 3
+    assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
+    assert all(last - first >= 64 for first, last in runs) and query_runs(40) == [(0, 40)]
+    torch.manual_seed(4)
+    attention = _SelfAttention(384, 6, 64, 7, scaled=True, has_table=True).eval()
+    x = torch.randn(1, 200, 384)
+    table = attention.position_table(10, 20)
+    mask = torch.tril(torch.ones(200, 200)).bool()
+    with torch.no_grad():
+        by_runs = attention(x, table, mask, 32)
+    with torch.enable_grad():
+        whole = attention(x, table, mask, 32).detach()
+    assert torch.equal(by_runs, whole)
