@@ -437,6 +437,37 @@ class ExternalCodec(Codec):
     def fingerprint(self) -> str:
         return fingerprint_of(self.name, "external", *self.settings, self.version())
 
+    # file in, file out ---------------------------------------------------------------
+    # Most codecs read an RGB image file and write a bitstream, and the decoder writes
+    # an image file back; they only say their commands and file types. (VTM and x265
+    # take planar YCbCr and override encode/decode.)
+    source_format = "ppm"  # the image file the encoder reads: "ppm" or "png"
+    extension = ""  # the bitstream's
+    decoded_format = "ppm"  # the image file the decoder writes
+
+    def encode_command(self, source: str, out: str, quality: Quality) -> list[str]:
+        raise NotImplementedError
+
+    def decode_command(self, source: str, out: str) -> list[str]:
+        raise NotImplementedError
+
+    def encode(self, image: np.ndarray, quality: Quality) -> bytes:
+        check_image(image)
+        quality = self.check_quality(quality)
+        data = _png_bytes(image) if self.source_format == "png" else _ppm_bytes(image)
+        with self._call("encode") as call:
+            source = call.write(f"in.{self.source_format}", data)
+            out = call.name(f"out.{self.extension}")
+            call.run(self.encode_command(source, out, quality))
+            return call.read(out)
+
+    def decode(self, bitstream: bytes) -> np.ndarray:
+        with self._call("decode") as call:
+            source = call.write(f"in.{self.extension}", bitstream)
+            out = call.name(f"out.{self.decoded_format}")
+            call.run(self.decode_command(source, out))
+            return _read_image(call.read(out))
+
     # helpers for subclasses -------------------------------------------------------------
     @staticmethod
     def _number(quality: Quality) -> str:
@@ -460,23 +491,14 @@ class BPG(_QPCodec):
     version_script = ("bpgenc -h 2>&1 | head -n 1; "
                       "cat /usr/local/share/lic-harness/provenance.txt 2>/dev/null || true")
     settings = ("-f 444 -e x265 -c ycbcr -b 8 -m 8",)
+    source_format, extension = "png", "bpg"
 
-    def encode(self, image: np.ndarray, quality: Quality) -> bytes:
-        check_image(image)
-        qp = self.check_quality(quality)
-        with self._call("encode") as call:
-            source = call.write("in.png", _png_bytes(image))
-            out = call.name("out.bpg")
-            call.run(["bpgenc", "-f", "444", "-e", "x265", "-c", "ycbcr", "-b", "8", "-m", "8",
-                      "-q", str(qp), "-o", out, source])
-            return call.read(out)
+    def encode_command(self, source: str, out: str, quality: Quality) -> list[str]:
+        return ["bpgenc", "-f", "444", "-e", "x265", "-c", "ycbcr", "-b", "8", "-m", "8",
+                "-q", str(quality), "-o", out, source]
 
-    def decode(self, bitstream: bytes) -> np.ndarray:
-        with self._call("decode") as call:
-            source = call.write("in.bpg", bitstream)
-            out = call.name("out.ppm")
-            call.run(["bpgdec", "-o", out, source])
-            return _read_image(call.read(out))
+    def decode_command(self, source: str, out: str) -> list[str]:
+        return ["bpgdec", "-o", out, source]
 
 
 class VTM(_QPCodec):
@@ -612,6 +634,7 @@ class AVIF(ExternalCodec):
                       "dpkg-query -W -f '${Package}=${Version}\\n' libavif-bin libaom3 "
                       "libdav1d6 2>/dev/null || true")
     settings = ("-c aom -s 6 -j 1 -y 444 -d 8 -r full --cicp 1/13/6",)
+    source_format, extension, decoded_format = "png", "avif", "png"
 
     def native_hint(self) -> str:
         return "avifenc and avifdec (apt-get install libavif-bin)"
@@ -619,22 +642,13 @@ class AVIF(ExternalCodec):
     def check_quality(self, quality: Quality) -> Quality:
         return integer_quality(quality, 0, 63, "avif quality (an AV1 quantizer)")
 
-    def encode(self, image: np.ndarray, quality: Quality) -> bytes:
-        check_image(image)
-        q = str(self.check_quality(quality))
-        with self._call("encode") as call:
-            source = call.write("in.png", _png_bytes(image))
-            out = call.name("out.avif")
-            call.run(["avifenc", "-c", "aom", "-s", "6", "-j", "1", "-y", "444", "-d", "8",
-                      "-r", "full", "--cicp", "1/13/6", "--min", q, "--max", q, source, out])
-            return call.read(out)
+    def encode_command(self, source: str, out: str, quality: Quality) -> list[str]:
+        q = str(quality)
+        return ["avifenc", "-c", "aom", "-s", "6", "-j", "1", "-y", "444", "-d", "8",
+                "-r", "full", "--cicp", "1/13/6", "--min", q, "--max", q, source, out]
 
-    def decode(self, bitstream: bytes) -> np.ndarray:
-        with self._call("decode") as call:
-            source = call.write("in.avif", bitstream)
-            out = call.name("out.png")
-            call.run(["avifdec", "-j", "1", "-d", "8", source, out])
-            return _read_image(call.read(out))
+    def decode_command(self, source: str, out: str) -> list[str]:
+        return ["avifdec", "-j", "1", "-d", "8", source, out]
 
 
 class JPEGXL(ExternalCodec):
@@ -647,6 +661,7 @@ class JPEGXL(ExternalCodec):
                       "dpkg-query -W -f '${Package}=${Version}\\n' libjxl-tools 2>/dev/null "
                       "|| true")
     settings = ("-e 7", "--num_threads=0")
+    extension = "jxl"
 
     def native_hint(self) -> str:
         return "cjxl and djxl (apt-get install libjxl-tools)"
@@ -657,23 +672,12 @@ class JPEGXL(ExternalCodec):
                              f"got {quality}")
         return float(quality)
 
-    def encode(self, image: np.ndarray, quality: Quality) -> bytes:
-        check_image(image)
-        distance = self.check_quality(quality)
-        with self._call("encode") as call:
-            source = call.write("in.ppm", _ppm_bytes(image))
-            out = call.name("out.jxl")
-            call.run(["cjxl", source, out, "-d", f"{distance:g}", "-e", "7",
-                      "--num_threads=0", "--quiet"])
-            return call.read(out)
+    def encode_command(self, source: str, out: str, quality: Quality) -> list[str]:
+        return ["cjxl", source, out, "-d", f"{quality:g}", "-e", "7", "--num_threads=0",
+                "--quiet"]
 
-    def decode(self, bitstream: bytes) -> np.ndarray:
-        with self._call("decode") as call:
-            source = call.write("in.jxl", bitstream)
-            out = call.name("out.ppm")
-            call.run(["djxl", source, out, "--bits_per_sample=8", "--num_threads=0",
-                      "--quiet"])
-            return _read_image(call.read(out))
+    def decode_command(self, source: str, out: str) -> list[str]:
+        return ["djxl", source, out, "--bits_per_sample=8", "--num_threads=0", "--quiet"]
 
 
 class WebPCLI(ExternalCodec):
@@ -686,6 +690,7 @@ class WebPCLI(ExternalCodec):
                       "echo dwebp $(dwebp -version 2>&1 | head -n 1); "
                       "dpkg-query -W -f '${Package}=${Version}\\n' webp 2>/dev/null || true")
     settings = ("-m 6",)
+    extension = "webp"
 
     def native_hint(self) -> str:
         return "cwebp and dwebp (apt-get install webp)"
@@ -693,21 +698,11 @@ class WebPCLI(ExternalCodec):
     def check_quality(self, quality: Quality) -> Quality:
         return integer_quality(quality, 0, 100, "webp-cli quality")
 
-    def encode(self, image: np.ndarray, quality: Quality) -> bytes:
-        check_image(image)
-        q = str(self.check_quality(quality))
-        with self._call("encode") as call:
-            source = call.write("in.ppm", _ppm_bytes(image))
-            out = call.name("out.webp")
-            call.run(["cwebp", "-quiet", "-q", q, "-m", "6", source, "-o", out])
-            return call.read(out)
+    def encode_command(self, source: str, out: str, quality: Quality) -> list[str]:
+        return ["cwebp", "-quiet", "-q", str(quality), "-m", "6", source, "-o", out]
 
-    def decode(self, bitstream: bytes) -> np.ndarray:
-        with self._call("decode") as call:
-            source = call.write("in.webp", bitstream)
-            out = call.name("out.ppm")
-            call.run(["dwebp", "-quiet", source, "-ppm", "-o", out])
-            return _read_image(call.read(out))
+    def decode_command(self, source: str, out: str) -> list[str]:
+        return ["dwebp", "-quiet", source, "-ppm", "-o", out]
 
 
 class JPEG2000CLI(ExternalCodec):
@@ -720,6 +715,7 @@ class JPEG2000CLI(ExternalCodec):
                       "dpkg-query -W -f '${Package}=${Version}\\n' libopenjp2-tools "
                       "2>/dev/null || true")
     settings = ("-I", "-threads 1", ".j2k")
+    extension = "j2k"
 
     def native_hint(self) -> str:
         return "opj_compress and opj_decompress (apt-get install libopenjp2-tools)"
@@ -729,22 +725,12 @@ class JPEG2000CLI(ExternalCodec):
             raise ValueError(f"jpeg2000-cli quality is a compression ratio > 1, got {quality}")
         return int(quality) if quality == int(quality) else float(quality)
 
-    def encode(self, image: np.ndarray, quality: Quality) -> bytes:
-        check_image(image)
-        ratio = self.check_quality(quality)
-        with self._call("encode") as call:
-            source = call.write("in.ppm", _ppm_bytes(image))
-            out = call.name("out.j2k")
-            call.run(["opj_compress", "-i", source, "-o", out, "-r", self._number(ratio), "-I",
-                      "-threads", "1"])
-            return call.read(out)
+    def encode_command(self, source: str, out: str, quality: Quality) -> list[str]:
+        return ["opj_compress", "-i", source, "-o", out, "-r", self._number(quality), "-I",
+                "-threads", "1"]
 
-    def decode(self, bitstream: bytes) -> np.ndarray:
-        with self._call("decode") as call:
-            source = call.write("in.j2k", bitstream)
-            out = call.name("out.ppm")
-            call.run(["opj_decompress", "-i", source, "-o", out, "-threads", "1"])
-            return _read_image(call.read(out))
+    def decode_command(self, source: str, out: str) -> list[str]:
+        return ["opj_decompress", "-i", source, "-o", out, "-threads", "1"]
 
 
 EXTERNAL_CODECS = (BPG, VTM, X265, AVIF, JPEGXL, WebPCLI, JPEG2000CLI)
