@@ -270,7 +270,7 @@ class LearnedCodec(Codec):
             path = self.weights_path(quality)
             state_dict = self.read_weights(path)
             net = self.build(state_dict, quality)
-            load_strict(net, state_dict, str(path), hint=self.layout_hint(state_dict))
+            self.load_weights(net, state_dict, path)
             if net.update(force=False):
                 self.notes.append(f"{path.name}: entropy-model CDF tables were absent and"
                                   " have been rebuilt with update()")
@@ -279,6 +279,10 @@ class LearnedCodec(Codec):
             torch.set_grad_enabled(False)
             self._models[key] = net
         return self._models[key]
+
+    def load_weights(self, net, state_dict: dict, path: Path) -> None:
+        """Load ``state_dict`` into ``net``: strictly, a mismatch refused with its diff."""
+        load_strict(net, state_dict, str(path), hint=self.layout_hint(state_dict))
 
     def layout_hint(self, state_dict: dict) -> str:
         return ""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 
 from harness.checkpoints import align_entropy_bottleneck_names
-from harness.codec import Quality, fingerprint_of
+from harness.codec import fingerprint_of
 from harness.codecs.transformers import ReleasedTransformerCodec, _lambdas
 
 LAYOUT_KEY = "cc_mean_transforms2.0.0.weight"
@@ -49,26 +49,13 @@ class Shen2023(ReleasedTransformerCodec):
             self._fingerprint = fingerprint_of(super().fingerprint(), "lenient")
         return super().fingerprint()
 
-    def model(self, quality: Quality):
-        if not self.lenient or float(quality) in self._models:
-            return super().model(quality)
-        import torch
-
-        path = self.weights_path(quality)
-        state_dict = self.read_weights(path)
-        net = self.build(state_dict, quality)
+    def load_weights(self, net, state_dict: dict, path) -> None:
+        if not self.lenient:
+            return super().load_weights(net, state_dict, path)
         self.skipped = load_lenient(net, state_dict)
         self.notes.append(f"{path.name}: lenient load, {len(self.skipped)} entries skipped"
                           + "".join(f"\n  skipped: {entry}" for entry in self.skipped))
         print(f"warning: {self.name}: {self.notes[-1]}", file=sys.stderr)
-        if net.update(force=False):
-            self.notes.append(f"{path.name}: entropy-model CDF tables were absent and"
-                              " have been rebuilt with update()")
-            print(f"note: {self.notes[-1]}", file=sys.stderr)
-        net = net.eval().to(self.device)
-        torch.set_grad_enabled(False)
-        self._models[float(quality)] = net
-        return net
 
 
 CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
