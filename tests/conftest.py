@@ -52,3 +52,14 @@ def count_rows(store: Path) -> int:
             return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
+
+
+def assert_decodes_to_forward(codec, image: np.ndarray, quality=1) -> bytes:
+    """Encode and decode ``image``: the decoded uint8 image is the forward pass's
+    reconstruction, which also gives a positive estimated rate. The bitstream is returned."""
+    data = codec.encode(image, quality)
+    decoded = codec.decode(data)
+    forward, estimated_bpp = codec.forward(image, quality)
+    assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    assert np.array_equal(decoded, forward) and estimated_bpp > 0
+    return data

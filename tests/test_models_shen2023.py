@@ -22,7 +22,7 @@ from harness.codecs.shen2023 import Shen2023, load_lenient
 from harness.models import create
 from harness.models.shen2023 import CODING_ORDER, decoded_window, merge_chunks, split_chunks
 from harness.registry import create_codec
-from tests.conftest import run_cli
+from tests.conftest import assert_decodes_to_forward, run_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "models" / "shen2023.json.gz"
 
@@ -139,11 +139,7 @@ def test_official_checkpoint_loads_strictly_and_codes_byte_exactly(codec, checkp
     assert any("rebuilt with update()" in note for note in codec.notes)
     for height, width in [(64, 64), (50, 70)]:
         image = np.ascontiguousarray(sample_pixels[:height, :width])
-        data = codec.encode(image, 1)
-        decoded = codec.decode(data)
-        forward, estimated_bpp = codec.forward(image, 1)
-        assert decoded.shape == image.shape and decoded.dtype == np.uint8
-        assert np.array_equal(decoded, forward) and estimated_bpp > 0
+        data = assert_decodes_to_forward(codec, image)
         stream = unpack(data)
         left, right, top, bottom = padding(height, width, 64)
         assert stream.shape == ((height + top + bottom) // 64, (width + left + right) // 64)

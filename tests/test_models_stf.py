@@ -23,6 +23,7 @@ from harness.errors import CodecUnavailable
 from harness.models import create, describe_layout, infer_config
 from harness.models.layers import LegacyEntropyBottleneck
 from harness.registry import create_codec
+from tests.conftest import assert_decodes_to_forward
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 # a layer whose weights are scaled up so that y is not all zeros with random weights
@@ -108,11 +109,7 @@ def test_official_checkpoint_codes_byte_exactly(name, height, width, checkpoints
     codec = create_codec(name, checkpoint=str(checkpoints[name]))
     assert (codec.pad_multiple, codec.pad_minimum) == (64, 0)
     image = np.ascontiguousarray(sample_pixels[:height, :width])
-    data = codec.encode(image, 1)
-    decoded = codec.decode(data)
-    forward, estimated_bpp = codec.forward(image, 1)
-    assert decoded.shape == image.shape and decoded.dtype == np.uint8
-    assert np.array_equal(decoded, forward) and estimated_bpp > 0
+    data = assert_decodes_to_forward(codec, image)
     stream = unpack(data)
     left, right, top, bottom = padding(height, width, 64)
     assert stream.shape == ((height + top + bottom) // 64, (width + left + right) // 64)

@@ -20,7 +20,7 @@ from harness.codecs.learned import padding, unpack
 from harness.codecs.transformers import TCMLarge
 from harness.models import create, describe_layout, infer_config
 from harness.registry import create_codec
-from tests.conftest import run_cli
+from tests.conftest import assert_decodes_to_forward, run_cli
 from tests.test_models_stf import layout_of, legacy_names, save_official, trained_like
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
@@ -53,11 +53,7 @@ def test_official_checkpoint_codes_byte_exactly(height, width, checkpoint, sampl
     codec = create_codec("tcm", checkpoint=str(checkpoint))
     assert (codec.pad_multiple, codec.pad_minimum) == (128, 256)
     image = np.ascontiguousarray(sample_pixels[:height, :width])
-    data = codec.encode(image, 1)
-    decoded = codec.decode(data)
-    forward, estimated_bpp = codec.forward(image, 1)
-    assert decoded.shape == image.shape and decoded.dtype == np.uint8
-    assert np.array_equal(decoded, forward) and estimated_bpp > 0
+    data = assert_decodes_to_forward(codec, image)
     left, right, top, bottom = padding(height, width, 128, 256)
     padded = (height + top + bottom, width + left + right)
     assert padded[0] % 128 == 0 and padded[1] % 128 == 0 and min(padded) >= 256
