@@ -384,3 +384,26 @@ def test_attention_by_runs_of_queries_gives_the_whole_map_floats():
     with torch.enable_grad():
         whole = attention(x, table, mask, 32).detach()
     assert torch.equal(by_runs, whole)
+
+
+def test_broken_weights_are_refused_by_the_coder():
+    net = trained_like("bidirectional")
+    with torch.no_grad():
+        net.cit_pn[2].bias[0] = float("nan")
+        with pytest.raises(ValueError, match="entropy parameters are not finite"):
+            net.compress(torch.rand(1, 3, 64, 64))
+
+
+def test_a_malicious_checkpoint_is_refused_by_the_codec(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "model_epoch_1.pth"
+    torch.save({"encode": Evil()}, path)
+    codec = create_codec("entroformer", checkpoint=str(path))
+    with pytest.raises(CheckpointError, match=r"refusing to load (posix|os|nt)\.system"):
+        codec.prepare(1)
+    assert not marker.exists()
