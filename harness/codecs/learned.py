@@ -307,10 +307,8 @@ class LearnedCodec(Codec):
         height, width = image.shape[:2]
         x = torch.from_numpy(np.ascontiguousarray(image).astype(np.float32) / 255.0)
         x = x.permute(2, 0, 1).unsqueeze(0).to(self.device)
-        pads = padding(height, width, self.pad_multiple, self.pad_minimum)
-        if self.pad_mode == "constant":
-            return F.pad(x, pads, mode="constant", value=0.0)
-        return F.pad(x, pads, mode=self.pad_mode)
+        return F.pad(x, padding(height, width, self.pad_multiple, self.pad_minimum),
+                     mode=self.pad_mode)
 
     def to_image(self, x_hat, height: int, width: int) -> np.ndarray:
         left, _, top, _ = padding(height, width, self.pad_multiple, self.pad_minimum)

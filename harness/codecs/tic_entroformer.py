@@ -82,14 +82,6 @@ class TIC(ReleasedTransformerCodec):
 
 
 ENTROFORMER_FOLDER = "https://drive.google.com/drive/folders/1pBljoMLghpaGS0t5iywuUkMwCTV0GeSe"
-SEQUENTIAL_KEY = "cit_ar.sos_pred_token"  # only the sequential context model has it
-
-
-def entroformer_variant(state_dict: Mapping) -> str | None:
-    """``"unidirectional"``, ``"bidirectional"`` or None (not an Entroformer state_dict)."""
-    if _shape(state_dict, "encode.encoder.0.weight") is None:
-        return None
-    return "unidirectional" if _shape(state_dict, SEQUENTIAL_KEY) else "bidirectional"
 
 
 class EntroformerSequential(LearnedCodec):
@@ -118,9 +110,9 @@ class EntroformerSequential(LearnedCodec):
             return read_official_checkpoint(path)
 
     def build(self, state_dict: dict, quality: Quality):
-        from harness.models import create
+        from harness.models import create, infer_config
 
-        variant = entroformer_variant(state_dict)
+        variant = infer_config("entroformer", state_dict).get("na")
         if variant is not None and variant != self.na:
             other = {"unidirectional": ("sequential", "entroformer"),
                      "bidirectional": ("checkerboard", "entroformer-parallel")}[variant]
@@ -129,10 +121,9 @@ class EntroformerSequential(LearnedCodec):
         return create("entroformer", na=self.na)
 
     def layout_hint(self, state_dict: dict) -> str:
-        variant = entroformer_variant(state_dict)
-        if variant is None:
-            return "this file is not an Entroformer checkpoint (no encode.encoder.0.weight)"
-        return f"this file looks like an Entroformer checkpoint (na={variant})"
+        from harness.models import describe_layout
+
+        return describe_layout(state_dict)
 
     def _no_weights_message(self, quality: Quality) -> str:
         return (f"{super()._no_weights_message(quality)}. The authors' MSE models are in"

@@ -58,7 +58,8 @@ def infer_config(name: str, state_dict: Mapping) -> dict:
     """The constructor arguments a released ``state_dict`` of ``name`` was made with.
 
     STF's released files all use the default configuration; WACNN's widths come from
-    ``g_a.0`` (N) and ``g_a.7`` (M); TCM's from ``g_a.0.conv1`` (2N) and ``g_a.9`` (M).
+    ``g_a.0`` (N) and ``g_a.7`` (M); TCM's from ``g_a.0.conv1`` (2N) and ``g_a.9`` (M);
+    Entroformer's context model (``na``) from the start token only the sequential one has.
     Keys that are absent leave the defaults (a strict load then says what is missing).
     """
     if name == "wacnn":
@@ -71,6 +72,11 @@ def infer_config(name: str, state_dict: Mapping) -> dict:
         if (latent := _shape(state_dict, "g_a.9.weight")) is not None:
             config["M"] = latent[0]
         return config
+    if name == "entroformer":
+        if _shape(state_dict, "encode.encoder.0.weight") is None:
+            return {}
+        sequential = _shape(state_dict, "cit_ar.sos_pred_token") is not None
+        return {"na": "unidirectional" if sequential else "bidirectional"}
     model_class(name)  # refuses unknown names
     return {}
 
@@ -84,8 +90,7 @@ def describe_layout(state_dict: Mapping) -> str:
         args = ", ".join(f"{k}={v}" for k, v in config.items())
         size = {64: "small", 96: "middle", 128: "large"}.get(config.get("N"), "")
         return f"this file looks like a TCM{' ' + size if size else ''} checkpoint ({args})"
-    if _shape(state_dict, "encode.encoder.0.weight") is not None:
-        na = "unidirectional" if _shape(state_dict, "cit_ar.sos_pred_token") else "bidirectional"
+    if (na := infer_config("entroformer", state_dict).get("na")) is not None:
         return f"this file looks like an Entroformer checkpoint (create('entroformer', na={na!r}))"
     if _shape(state_dict, "g_a.4.conv_a.0.conv.0.weight") is not None:
         args = ", ".join(f"{k}={v}" for k, v in infer_config("wacnn", state_dict).items())
