@@ -3,7 +3,9 @@
 The published curves ship with the package in CompressAI's results-JSON form, one
 file per dataset and codec (variant), with their provenance under "meta". The input
 is the `lic-rd-reference/1` collection (one file per dataset, codec, variant and
-metric, each naming its source repository, path and commit) plus the digitised
+metric, each naming its source repository, path and commit), the anchors kept in
+tools/reference_extra/ (same schema: public VTM/BPG points for CLIC 2020 professional
+validation and Tecnick-100 that the shared collection lacks) and the digitised
 Entroformer curve. Usage:
 
     python tools/build_published.py SHARED_RESEARCH_DIR
@@ -20,13 +22,15 @@ from collections import defaultdict
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "harness" / "published"
+EXTRA = Path(__file__).resolve().parent / "reference_extra"
 # the reference collection's dataset ids -> the harness's stored ids (same image sets)
 DATASET_IDS = {"clic-pro-valid": "clic2020-pro-valid"}
 # which variant a name without variant means, most trustworthy first
 VARIANT_PREFERENCE = [None, "paper", "8bit-cuda", "cuda", "cpu"]
 # short names users type, for the curves papers compare against
 EXTRA_ALIASES = {"bpg": "bpg444", "stf": "stf-mse", "wacnn": "stf-cnn-mse",
-                 "tcm": "tcm-large-mse", "entroformer": "entroformer-mse"}
+                 "tcm": "tcm-large-mse", "entroformer": "entroformer-mse",
+                 "mlic": "mlic-mse", "mlic+": "mlicplus-mse", "mlic++": "mlicplusplus-mse"}
 SKIP_FLAGS = {"mislabeled-duplicate-of-mse"}  # bit-identical copies of the MSE curves
 
 
@@ -34,10 +38,10 @@ def full_name(codec: str, variant: str | None) -> str:
     return codec if variant is None else f"{codec}.{variant}"
 
 
-def load_reference(reference: Path) -> dict[tuple[str, str, str | None], dict]:
+def load_reference(*folders: Path) -> dict[tuple[str, str, str | None], dict]:
     """Merge the per-metric files of each (dataset, codec, variant)."""
     merged: dict[tuple, dict] = {}
-    for path in sorted(reference.glob("*/*.json")):
+    for path in sorted(p for folder in folders for p in folder.glob("*/*.json")):
         entry = json.loads(path.read_text())
         if entry.get("schema") != "lic-rd-reference/1" or SKIP_FLAGS & set(entry["flags"]):
             continue
@@ -61,8 +65,8 @@ def document(dataset: str, codec: str, variant: str | None, merged: dict) -> dic
     points = [merged["points"][k] for k in sorted(merged["points"])]
     results: dict[str, list] = {"bpp": [p["bpp"] for p in points]}
     for field, key in (("psnr", "psnr-rgb"), ("ms_ssim", "ms-ssim-rgb"),
-                       ("ms_ssim_db", "ms-ssim-db-rgb"), ("encoding_time", "encoding_time"),
-                       ("decoding_time", "decoding_time")):
+                       ("ms_ssim_db", "ms-ssim-db-rgb"), ("quality", "quality"),
+                       ("encoding_time", "encoding_time"), ("decoding_time", "decoding_time")):
         if any(field in p for p in points):
             results[key] = [p.get(field) for p in points]
     return {
@@ -100,7 +104,7 @@ def entroformer(models_rd: Path) -> tuple[str, dict]:
 
 
 def main(research: Path) -> None:
-    merged = load_reference(research / "rd" / "reference")
+    merged = load_reference(research / "rd" / "reference", EXTRA)
     documents: dict[str, list[dict]] = defaultdict(list)
     for (dataset, codec, variant), item in sorted(merged.items(), key=str):
         documents[dataset].append(document(dataset, codec, variant, item))
