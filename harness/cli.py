@@ -9,6 +9,7 @@ finished work is kept).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -307,6 +308,33 @@ def _format_bd_text(table) -> str:
                 lines.append(f"    note: {row.warning}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+# --- harness published ------------------------------------------------------------------
+
+def cmd_published(args: argparse.Namespace) -> int:
+    from harness.curves import DEFAULT_ANCHORS, no_anchor_message, published_catalog
+
+    entries = published_catalog(args.datasets)
+    if args.format == "json":
+        print(json.dumps(entries, indent=1))
+        return EXIT_OK
+    for dataset in dict.fromkeys(e["dataset"] for e in entries):
+        group = [e for e in entries if e["dataset"] == dataset]
+        names = {a for e in group for a in (e["name"].removesuffix("@published"), *e["aliases"])}
+        anchors = [a for a in DEFAULT_ANCHORS if "@" not in a and a in names]
+        print(f"{dataset}: {len(group)} curves; "
+              + (f"anchors: {', '.join(anchors)}" if anchors else no_anchor_message(dataset)))
+        print(f"  {'curve':44s} {'metrics':13s} {'points':>6s}  source")
+        for e in group:
+            sources = "; ".join(
+                f"{s['repo']}:{s['path']}@{s['commit'][:12]}" if s.get("repo")
+                else s.get("description", "") for s in e["sources"])
+            print(f"  {e['name']:44s} {','.join(e['metrics']):13s} {e['points']:6d}  {sources}")
+            if e["aliases"]:
+                print(f"    also: {', '.join(e['aliases'])}")
+        print()
+    return EXIT_OK
 
 
 # --- harness report ---------------------------------------------------------------------
@@ -723,6 +751,16 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.containers import add_containers_parser
 
     add_containers_parser(commands)
+
+    pub = commands.add_parser(
+        "published", help="list the shipped published curves: dataset, source, metrics",
+        description="Every published curve shipped with the harness (usable as NAME@published"
+                    " in bd, report and check), with its dataset, metrics and source"
+                    " (repository, path, commit).")
+    pub.add_argument("--datasets", nargs="+", metavar="DATASET",
+                     help="only these datasets (published sets or names `run` accepts)")
+    pub.add_argument("--format", choices=["text", "json"], default="text")
+    pub.set_defaults(handler=cmd_published)
 
     rep = commands.add_parser(
         "report", epilog=EPILOG, help="RD plots, BD and means tables, one HTML page",

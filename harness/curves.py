@@ -190,6 +190,46 @@ def published_curves(datasets: Iterable[str], names: Iterable[str] | None = None
     return curves
 
 
+def published_catalog(datasets: Iterable[str] | None = None) -> list[dict]:
+    """One entry per shipped published curve: its dataset, names, metrics and sources.
+
+    ``datasets`` may name published sets (``tecnick-100``) or anything ``harness run``
+    accepts (``clic``, ``tecnick:T01R01``); unknown names are an error.
+    """
+    index = _published_index()
+    sets = list(index) if datasets is None else [_published_set_named(d) for d in datasets]
+    entries = []
+    for dataset in dict.fromkeys(sets):
+        aliases = index[dataset]
+        for full in sorted(set(aliases.values())):
+            document = _load_published(dataset, full)
+            curve = _published_curve(dataset, dataset, full)
+            entries.append({
+                "dataset": dataset, "name": f"{full}{PUBLISHED}",
+                "aliases": sorted(a for a, f in aliases.items() if f == full and a != full),
+                "metrics": [m for m in METRICS if curve.has(m)],
+                "points": len(curve.points), "description": document["description"],
+                "dataset_note": document["meta"].get("dataset_note", ""),
+                "sources": document["meta"]["source"]})
+    return entries
+
+
+def _published_set_named(name: str) -> str:
+    """The published set for a dataset name, alias or stored id."""
+    found = _published_dataset(name)
+    if found is None:
+        from harness.datasets import _all_manifests, _lookup
+
+        match = _lookup(name, _all_manifests())
+        if match is not None:
+            manifest, params = match
+            found = _published_dataset(manifest.stored_id(params or None))
+    if found is None:
+        raise UsageError(f"no published curves for dataset {name!r}; the published sets are"
+                         f" {', '.join(_published_index())}")
+    return found
+
+
 # --- imported ---------------------------------------------------------------------------
 
 def imported_curves(store) -> list[Curve]:
@@ -232,6 +272,13 @@ def default_anchor(curves: Sequence[Curve], dataset: str) -> str | None:
     return None
 
 
+def no_anchor_message(dataset: str) -> str:
+    """Why a dataset has no default anchor, and how to get one."""
+    return (f"no anchor (VTM, BPG or JPEG) on {dataset}, measured or published: measure one"
+            f" with `harness run --codecs vtm --datasets {dataset}` (or bpg, jpeg), or pass"
+            " --anchor NAME")
+
+
 BD_COLUMNS = ["dataset", "metric", "codec", "anchor", "bd_rate", "bd_quality", "method",
               "points", "warning"]
 
@@ -260,7 +307,7 @@ def bd_table(curves: Sequence[Curve], anchor: str | None = None,
                        "points": len(curve.rd(metric)[0]), "warning": ""}
                 if reference is None:
                     row["warning"] = (f"no anchor {anchor_name!r} on {dataset}" if anchor_name
-                                      else "no anchor (VTM, BPG or JPEG): pass --anchor NAME")
+                                      else no_anchor_message(dataset))
                 elif not reference.has(metric):
                     row["warning"] = f"the anchor has no {metric} values"
                 else:
