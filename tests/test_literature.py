@@ -66,9 +66,9 @@ def test_every_published_set_has_an_anchor_or_says_how_to_measure_one():
         if dataset == "tecnick":  # no public anchor on the 40-image SAMPLING set
             assert set(table["warning"]) == {no_anchor_message("tecnick")}
             assert "harness run --codecs vtm --datasets tecnick" in no_anchor_message("tecnick")
-        else:
+        else:  # found; whether each BD is defined is the BD guards' business
             assert table["anchor"].str.startswith(("vtm@", "bpg")).all(), dataset
-            assert table["bd_rate"].notna().any(), dataset
+            assert not table["warning"].str.contains("no anchor").any(), dataset
 
 
 def test_every_published_curve_names_its_source():
