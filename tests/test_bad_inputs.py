@@ -81,9 +81,10 @@ def test_a_folder_of_bad_inputs(tmp_path, sample_pixels):
 
 
 def test_a_folder_without_images(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "readme.txt").write_text("no images here")
-    done = run_cli("run", "--datasets", str(empty), "--store", str(tmp_path / "r.sqlite"))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no pictures here")
+    done = run_cli("run", "--datasets", str(folder), "--store", str(tmp_path / "r.sqlite"))
     assert done.returncode == 2
-    assert "empty" in done.stderr and "Traceback" not in done.stderr
+    assert f"No images found in folder {folder}" in done.stderr
+    assert "Traceback" not in done.stderr
