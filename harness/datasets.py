@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import DatasetUnavailable, HarnessError, UsageError
-from harness.images import IMAGE_SUFFIXES
+from harness.images import IMAGE_SUFFIXES, max_image_bytes
 
 __all__ = [
     "ChecksumMismatch",
@@ -1137,8 +1137,8 @@ def _unsafe_name(name: str) -> str | None:
         return "an absolute path"
     if ".." in parts:
         return "a '..' component"
-    if "\x00" in name:
-        return "a NUL character"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "a control character (it could forge a line in SHA256SUMS)"
     return None
 
 
@@ -1147,6 +1147,7 @@ class _Member:
     name: str
     kind: str  # "file", "dir", "symlink", "hardlink", "device", "other"
     open: Callable[[], IO[bytes]]
+    size: int = 0  # as the header says
 
 
 def _members(archive: zipfile.ZipFile | tarfile.TarFile) -> Iterator[_Member]:
@@ -1166,7 +1167,8 @@ def _members(archive: zipfile.ZipFile | tarfile.TarFile) -> Iterator[_Member]:
                 kind = "device"
             else:
                 kind = "file"
-            yield _Member(info.filename, kind, lambda info=info: archive.open(info))
+            yield _Member(info.filename, kind, lambda info=info: archive.open(info),
+                          info.file_size)
     else:
         for tinfo in archive:
             if tinfo.isdir():
@@ -1188,7 +1190,7 @@ def _members(archive: zipfile.ZipFile | tarfile.TarFile) -> Iterator[_Member]:
                     raise OSError(f"cannot read member {tinfo.name}")
                 return fh
 
-            yield _Member(tinfo.name, kind, opener)
+            yield _Member(tinfo.name, kind, opener, tinfo.size)
 
 
 def _extract(
@@ -1236,7 +1238,7 @@ def _extract(
                         f"'{name}' would both become {root / target}."
                     )
                 selected[target] = name
-                digest = _write_member(member, root / target)
+                digest = _write_member(member, root / target, archive_path)
                 written.append(target)
                 lock.remember(target, digest)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
@@ -1256,13 +1258,24 @@ def _extract(
     return sorted(selected)
 
 
-def _write_member(member: _Member, target: Path) -> str:
-    """Copy one member to a temporary name beside ``target``, then rename it into place."""
+def _write_member(member: _Member, target: Path, archive_path: Path) -> str:
+    """Copy one member to a temporary name beside ``target``, then rename it into place.
+
+    A member is an image file, so it gets the image size cap, counted while streaming
+    (a header's size can lie, and a compressed stream can inflate a thousandfold).
+    """
+    cap = max_image_bytes()
+    if member.size > cap:
+        raise _too_large(archive_path, member.name, cap)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     digest = hashlib.sha256()
+    written = 0
     try:
         with os.fdopen(fd, "wb") as out, member.open() as src:
             for block in iter(lambda: src.read(_CHUNK), b""):
+                written += len(block)
+                if written > cap:
+                    raise _too_large(archive_path, member.name, cap)
                 digest.update(block)
                 out.write(block)
         os.chmod(tmp, 0o644)
@@ -1272,3 +1285,11 @@ def _write_member(member: _Member, target: Path) -> str:
             os.unlink(tmp)
         raise
     return digest.hexdigest()
+
+
+def _too_large(archive_path: Path, name: str, cap: int) -> HarnessError:
+    return HarnessError(
+        f"Refusing to extract {archive_path}: member '{name}' is larger than the {cap}-byte "
+        "limit for an image file (set HARNESS_MAX_IMAGE_BYTES to raise it). The archive may "
+        "be damaged or a decompression bomb; what was extracted from it was removed."
+    )
