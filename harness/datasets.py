@@ -586,7 +586,10 @@ def _folder_dataset(folder: Path) -> Dataset:
             f"{suffixes} (any case; hidden files and folders are skipped)."
         )
     found.sort(key=lambda rel: rel.split("/"))
-    ident = f"folder:{root.resolve().name or root.name}"
+    # the name for people, a hash of the resolved path so x/test and y/test stay apart
+    resolved = root.resolve()
+    path_hash = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:8]
+    ident = f"folder:{resolved.name or root.name}-{path_hash}"
     images = tuple(ImageRef(ident, rel, root.joinpath(*rel.split("/"))) for rel in found)
     return Dataset(id=ident, title=str(root), root=root, images=images, source="folder")
 
