@@ -480,9 +480,16 @@ def describe(dataset: Dataset) -> str:
 
 
 def resolve_dataset(
-    spec: str | os.PathLike[str], data_dir: Path | None = None, download: bool = True
+    spec: str | os.PathLike[str],
+    data_dir: Path | None = None,
+    download: bool = True,
+    follow_symlinks: bool = False,
 ) -> Dataset:
-    """Turn a dataset name, manifest file or folder path into a list of image files."""
+    """Turn a dataset name, manifest file or folder path into a list of image files.
+
+    In a folder, symbolic links that lead outside it are skipped (with a note) unless
+    ``follow_symlinks``.
+    """
     text = os.fspath(spec).strip()
     if not text:
         raise UsageError("Empty dataset name: give a dataset name such as 'kodak' or a folder.")
@@ -502,7 +509,7 @@ def resolve_dataset(
         if not candidate.is_dir():
             raise UsageError(_unknown_message(text, manifests))
     if candidate.is_dir():
-        return _folder_dataset(candidate)
+        return _folder_dataset(candidate, follow_symlinks)
     if candidate.exists():
         raise UsageError(
             f"Dataset '{text}' is a file, not a folder of images or a manifest name; put the "
@@ -574,10 +581,11 @@ def _unknown_message(text: str, manifests: list[Manifest]) -> str:
 # --------------------------------------------------------------------------- folders
 
 
-def _folder_dataset(folder: Path) -> Dataset:
+def _folder_dataset(folder: Path, follow_symlinks: bool = False) -> Dataset:
     root = folder.absolute()
     found: list[str] = []
-    for rel in _walk_images(root):
+    notes: list[str] = []
+    for rel in _walk_images(root, follow_symlinks, notes):
         found.append(rel)
     if not found:
         suffixes = " ".join(sorted(IMAGE_SUFFIXES))
@@ -591,10 +599,21 @@ def _folder_dataset(folder: Path) -> Dataset:
     path_hash = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:8]
     ident = f"folder:{resolved.name or root.name}-{path_hash}"
     images = tuple(ImageRef(ident, rel, root.joinpath(*rel.split("/"))) for rel in found)
-    return Dataset(id=ident, title=str(root), root=root, images=images, source="folder")
+    return Dataset(id=ident, title=str(root), root=root, images=images, source="folder",
+                   notes=tuple(notes))
 
 
-def _walk_images(root: Path) -> Iterator[str]:
+def _leaves(root: Path, path: str) -> bool:
+    """Whether the symbolic link ``path`` leads outside ``root`` (or nowhere)."""
+    try:
+        target = Path(os.path.realpath(path))
+        return not target.is_relative_to(root.resolve())
+    except (OSError, ValueError):
+        return True
+
+
+def _walk_images(root: Path, follow_symlinks: bool = False,
+                 notes: list[str] | None = None) -> Iterator[str]:
     seen: set[tuple[int, int]] = set()
     try:
         st = root.stat()
@@ -606,8 +625,14 @@ def _walk_images(root: Path) -> Iterator[str]:
         for d in sorted(dirnames):
             if d.startswith("."):
                 continue
+            path = os.path.join(dirpath, d)
+            if not follow_symlinks and os.path.islink(path) and _leaves(root, path):
+                if notes is not None:
+                    notes.append(f"skipped {path}: a link to a folder outside {root} "
+                                 "(--follow-symlinks reads it)")
+                continue
             try:
-                st = os.stat(os.path.join(dirpath, d))
+                st = os.stat(path)
             except OSError:
                 continue
             key = (st.st_dev, st.st_ino)
@@ -619,6 +644,12 @@ def _walk_images(root: Path) -> Iterator[str]:
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         for name in filenames:
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            path = os.path.join(dirpath, name)
+            if not follow_symlinks and os.path.islink(path) and _leaves(root, path):
+                if notes is not None:
+                    notes.append(f"skipped {path}: a link to a file outside {root} "
+                                 "(--follow-symlinks reads it)")
                 continue
             yield name if rel_dir == "." else f"{rel_dir}/{name}"
 

@@ -88,3 +88,20 @@ def test_a_folder_without_images(tmp_path):
     assert done.returncode == 2
     assert f"No images found in folder {folder}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_special_files_in_a_folder_are_skipped_with_a_reason(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(folder / "a.png")
+    os.mkfifo(folder / "pipe.png")
+    (folder / "zero.png").symlink_to("/dev/zero")
+    args = ["run", "--datasets", str(folder), "--codecs", "jpeg", "--qualities", "50",
+            "--store", str(tmp_path / "r.sqlite"), "--no-report", "--no-progress"]
+    done = run_cli(*args, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "pipe.png: not a regular file" in done.stderr
+    assert "zero.png: a link to a file outside" in done.stderr
+    followed = run_cli(*args, "--follow-symlinks", timeout=120)
+    assert "zero.png: not a regular file" in followed.stderr
+    assert "Traceback" not in done.stderr + followed.stderr

@@ -637,3 +637,28 @@ def test_a_member_whose_header_lies_is_capped_while_streaming(tmp_path, monkeypa
     with pytest.raises(HarnessError, match="larger than the 1000-byte limit"):
         datasets._write_member(member, tmp_path / "bomb.png", archive)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["liar.tar.bz2"]
+
+
+def test_links_leaving_a_folder_are_skipped_unless_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "far.png").write_bytes(png_bytes(3))
+    root = tmp_path / "set"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.png").write_bytes(png_bytes(1))
+    (root / "inner.png").symlink_to(root / "a.png")  # stays inside: kept
+    (root / "far.png").symlink_to(outside / "far.png")
+    (root / "zero.png").symlink_to("/dev/zero")
+    (root / "sub" / "everything").symlink_to("/")
+    os.mkfifo(root / "pipe.png")
+
+    ds = resolve_dataset(str(root))
+    assert [r.image_id for r in ds.images] == ["a.png", "inner.png", "pipe.png"]
+    notes = "\n".join(ds.notes)
+    assert "far.png: a link to a file outside" in notes and "zero.png" in notes
+    assert "everything: a link to a folder outside" in notes and "--follow-symlinks" in notes
+
+    (root / "sub" / "everything").unlink()  # followed, it would walk the whole filesystem
+    followed = resolve_dataset(str(root), follow_symlinks=True)
+    ids = [r.image_id for r in followed.images if "/" not in r.image_id]
+    assert ids == ["a.png", "far.png", "inner.png", "pipe.png", "zero.png"]
