@@ -603,13 +603,19 @@ def _folder_dataset(folder: Path, follow_symlinks: bool = False) -> Dataset:
                    notes=tuple(notes))
 
 
-def _leaves(root: Path, path: str) -> bool:
-    """Whether the symbolic link ``path`` leads outside ``root`` (or nowhere)."""
+def _link_leaves(root: Path, path: str, kind: str, notes: list[str] | None) -> bool:
+    """Whether ``path`` is a symbolic link leading outside ``root``; noted if so."""
+    if not os.path.islink(path):
+        return False
     try:
-        target = Path(os.path.realpath(path))
-        return not target.is_relative_to(root.resolve())
+        if Path(os.path.realpath(path)).is_relative_to(root.resolve()):
+            return False
     except (OSError, ValueError):
-        return True
+        pass
+    if notes is not None:
+        notes.append(f"skipped {path}: a link to a {kind} outside {root} "
+                     "(--follow-symlinks reads it)")
+    return True
 
 
 def _walk_images(root: Path, follow_symlinks: bool = False,
@@ -626,10 +632,7 @@ def _walk_images(root: Path, follow_symlinks: bool = False,
             if d.startswith("."):
                 continue
             path = os.path.join(dirpath, d)
-            if not follow_symlinks and os.path.islink(path) and _leaves(root, path):
-                if notes is not None:
-                    notes.append(f"skipped {path}: a link to a folder outside {root} "
-                                 "(--follow-symlinks reads it)")
+            if not follow_symlinks and _link_leaves(root, path, "folder", notes):
                 continue
             try:
                 st = os.stat(path)
@@ -646,10 +649,7 @@ def _walk_images(root: Path, follow_symlinks: bool = False,
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             path = os.path.join(dirpath, name)
-            if not follow_symlinks and os.path.islink(path) and _leaves(root, path):
-                if notes is not None:
-                    notes.append(f"skipped {path}: a link to a file outside {root} "
-                                 "(--follow-symlinks reads it)")
+            if not follow_symlinks and _link_leaves(root, path, "file", notes):
                 continue
             yield name if rel_dir == "." else f"{rel_dir}/{name}"
 
