@@ -71,7 +71,8 @@ def resolve_datasets(args: argparse.Namespace) -> list:
     from harness.datasets import resolve_dataset
 
     data_dir = Path(args.data_dir) if getattr(args, "data_dir", None) else None
-    datasets = [resolve_dataset(spec, data_dir) for spec in args.datasets]
+    follow = getattr(args, "follow_symlinks", False)
+    datasets = [resolve_dataset(spec, data_dir, follow_symlinks=follow) for spec in args.datasets]
     for dataset in datasets:
         for note in dataset.notes:
             _say(f"note: {dataset.id}: {note}")
@@ -662,6 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", metavar="DIR",
                      help="dataset cache (default: $HARNESS_DATA or ~/.cache/lic-harness)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--follow-symlinks", action="store_true",
+                     help="read links in a dataset folder that lead outside it")
     run.add_argument("--report", default=str(DEFAULT_REPORT), metavar="DIR",
                      help=f"where the run's report goes (default: {DEFAULT_REPORT})")
     run.add_argument("--no-report", action="store_true", help="print the table only")

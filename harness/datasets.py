@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import DatasetUnavailable, HarnessError, UsageError
-from harness.images import IMAGE_SUFFIXES
+from harness.images import IMAGE_SUFFIXES, max_image_bytes
 
 __all__ = [
     "ChecksumMismatch",
@@ -480,9 +480,16 @@ def describe(dataset: Dataset) -> str:
 
 
 def resolve_dataset(
-    spec: str | os.PathLike[str], data_dir: Path | None = None, download: bool = True
+    spec: str | os.PathLike[str],
+    data_dir: Path | None = None,
+    download: bool = True,
+    follow_symlinks: bool = False,
 ) -> Dataset:
-    """Turn a dataset name, manifest file or folder path into a list of image files."""
+    """Turn a dataset name, manifest file or folder path into a list of image files.
+
+    In a folder, symbolic links that lead outside it are skipped (with a note) unless
+    ``follow_symlinks``.
+    """
     text = os.fspath(spec).strip()
     if not text:
         raise UsageError("Empty dataset name: give a dataset name such as 'kodak' or a folder.")
@@ -502,7 +509,7 @@ def resolve_dataset(
         if not candidate.is_dir():
             raise UsageError(_unknown_message(text, manifests))
     if candidate.is_dir():
-        return _folder_dataset(candidate)
+        return _folder_dataset(candidate, follow_symlinks)
     if candidate.exists():
         raise UsageError(
             f"Dataset '{text}' is a file, not a folder of images or a manifest name; put the "
@@ -574,10 +581,11 @@ def _unknown_message(text: str, manifests: list[Manifest]) -> str:
 # --------------------------------------------------------------------------- folders
 
 
-def _folder_dataset(folder: Path) -> Dataset:
+def _folder_dataset(folder: Path, follow_symlinks: bool = False) -> Dataset:
     root = folder.absolute()
     found: list[str] = []
-    for rel in _walk_images(root):
+    notes: list[str] = []
+    for rel in _walk_images(root, follow_symlinks, notes):
         found.append(rel)
     if not found:
         suffixes = " ".join(sorted(IMAGE_SUFFIXES))
@@ -586,12 +594,32 @@ def _folder_dataset(folder: Path) -> Dataset:
             f"{suffixes} (any case; hidden files and folders are skipped)."
         )
     found.sort(key=lambda rel: rel.split("/"))
-    ident = f"folder:{root.resolve().name or root.name}"
+    # the name for people, a hash of the resolved path so x/test and y/test stay apart
+    resolved = root.resolve()
+    path_hash = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:8]
+    ident = f"folder:{resolved.name or root.name}-{path_hash}"
     images = tuple(ImageRef(ident, rel, root.joinpath(*rel.split("/"))) for rel in found)
-    return Dataset(id=ident, title=str(root), root=root, images=images, source="folder")
+    return Dataset(id=ident, title=str(root), root=root, images=images, source="folder",
+                   notes=tuple(notes))
 
 
-def _walk_images(root: Path) -> Iterator[str]:
+def _link_leaves(root: Path, path: str, kind: str, notes: list[str] | None) -> bool:
+    """Whether ``path`` is a symbolic link leading outside ``root``; noted if so."""
+    if not os.path.islink(path):
+        return False
+    try:
+        if Path(os.path.realpath(path)).is_relative_to(root.resolve()):
+            return False
+    except (OSError, ValueError):
+        pass
+    if notes is not None:
+        notes.append(f"skipped {path}: a link to a {kind} outside {root} "
+                     "(--follow-symlinks reads it)")
+    return True
+
+
+def _walk_images(root: Path, follow_symlinks: bool = False,
+                 notes: list[str] | None = None) -> Iterator[str]:
     seen: set[tuple[int, int]] = set()
     try:
         st = root.stat()
@@ -603,8 +631,11 @@ def _walk_images(root: Path) -> Iterator[str]:
         for d in sorted(dirnames):
             if d.startswith("."):
                 continue
+            path = os.path.join(dirpath, d)
+            if not follow_symlinks and _link_leaves(root, path, "folder", notes):
+                continue
             try:
-                st = os.stat(os.path.join(dirpath, d))
+                st = os.stat(path)
             except OSError:
                 continue
             key = (st.st_dev, st.st_ino)
@@ -616,6 +647,9 @@ def _walk_images(root: Path) -> Iterator[str]:
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         for name in filenames:
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            path = os.path.join(dirpath, name)
+            if not follow_symlinks and _link_leaves(root, path, "file", notes):
                 continue
             yield name if rel_dir == "." else f"{rel_dir}/{name}"
 
@@ -1137,8 +1171,8 @@ def _unsafe_name(name: str) -> str | None:
         return "an absolute path"
     if ".." in parts:
         return "a '..' component"
-    if "\x00" in name:
-        return "a NUL character"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "a control character (it could forge a line in SHA256SUMS)"
     return None
 
 
@@ -1147,6 +1181,7 @@ class _Member:
     name: str
     kind: str  # "file", "dir", "symlink", "hardlink", "device", "other"
     open: Callable[[], IO[bytes]]
+    size: int = 0  # as the header says
 
 
 def _members(archive: zipfile.ZipFile | tarfile.TarFile) -> Iterator[_Member]:
@@ -1166,7 +1201,8 @@ def _members(archive: zipfile.ZipFile | tarfile.TarFile) -> Iterator[_Member]:
                 kind = "device"
             else:
                 kind = "file"
-            yield _Member(info.filename, kind, lambda info=info: archive.open(info))
+            yield _Member(info.filename, kind, lambda info=info: archive.open(info),
+                          info.file_size)
     else:
         for tinfo in archive:
             if tinfo.isdir():
@@ -1188,7 +1224,7 @@ def _members(archive: zipfile.ZipFile | tarfile.TarFile) -> Iterator[_Member]:
                     raise OSError(f"cannot read member {tinfo.name}")
                 return fh
 
-            yield _Member(tinfo.name, kind, opener)
+            yield _Member(tinfo.name, kind, opener, tinfo.size)
 
 
 def _extract(
@@ -1236,7 +1272,7 @@ def _extract(
                         f"'{name}' would both become {root / target}."
                     )
                 selected[target] = name
-                digest = _write_member(member, root / target)
+                digest = _write_member(member, root / target, archive_path)
                 written.append(target)
                 lock.remember(target, digest)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
@@ -1256,13 +1292,24 @@ def _extract(
     return sorted(selected)
 
 
-def _write_member(member: _Member, target: Path) -> str:
-    """Copy one member to a temporary name beside ``target``, then rename it into place."""
+def _write_member(member: _Member, target: Path, archive_path: Path) -> str:
+    """Copy one member to a temporary name beside ``target``, then rename it into place.
+
+    A member is an image file, so it gets the image size cap, counted while streaming
+    (a header's size can lie, and a compressed stream can inflate a thousandfold).
+    """
+    cap = max_image_bytes()
+    if member.size > cap:
+        raise _too_large(archive_path, member.name, cap)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     digest = hashlib.sha256()
+    written = 0
     try:
         with os.fdopen(fd, "wb") as out, member.open() as src:
             for block in iter(lambda: src.read(_CHUNK), b""):
+                written += len(block)
+                if written > cap:
+                    raise _too_large(archive_path, member.name, cap)
                 digest.update(block)
                 out.write(block)
         os.chmod(tmp, 0o644)
@@ -1272,3 +1319,11 @@ def _write_member(member: _Member, target: Path) -> str:
             os.unlink(tmp)
         raise
     return digest.hexdigest()
+
+
+def _too_large(archive_path: Path, name: str, cap: int) -> HarnessError:
+    return HarnessError(
+        f"Refusing to extract {archive_path}: member '{name}' is larger than the {cap}-byte "
+        "limit for an image file (set HARNESS_MAX_IMAGE_BYTES to raise it). The archive may "
+        "be damaged or a decompression bomb; what was extracted from it was removed."
+    )

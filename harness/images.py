@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import io
 import os
+import stat
 import struct
 import threading
 import warnings
@@ -94,9 +95,40 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
     return LoadedImage(pixels=pixels, warnings=tuple(notes), content_hash=digest)
 
 
+# Largest image file read (bytes); HARNESS_MAX_IMAGE_BYTES overrides it.
+MAX_IMAGE_BYTES = 1 << 30
+
+
+def max_image_bytes() -> int:
+    return int(os.environ.get("HARNESS_MAX_IMAGE_BYTES", MAX_IMAGE_BYTES))
+
+
 def _read_bytes(path: Path, label: str) -> bytes:
+    """Read a regular file of at most ``max_image_bytes()`` bytes.
+
+    Opened non-blocking so a FIFO cannot hang the run; the type and size are checked on
+    the open descriptor, and the read stops one byte past the cap (a device has no size).
+    """
+    cap = max_image_bytes()
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(st.st_mode):
+                raise ImageLoadError(
+                    f"{label}: not a regular file (a folder, FIFO, socket or device); skipped.")
+            if st.st_size > cap:
+                raise ImageLoadError(
+                    f"{label}: the file is {st.st_size} bytes, above the {cap}-byte limit "
+                    "for an image file (set HARNESS_MAX_IMAGE_BYTES to raise it).")
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read(cap + 1)
+        finally:
+            os.close(fd)
+    except ImageLoadError:
+        raise
     except FileNotFoundError:
         if path.is_symlink():
             raise ImageLoadError(
@@ -110,6 +142,8 @@ def _read_bytes(path: Path, label: str) -> bytes:
     except OSError as exc:
         reason = exc.strerror or exc.__class__.__name__
         raise ImageLoadError(f"{label}: the file cannot be read ({reason}).") from None
+    if len(data) > cap:
+        raise ImageLoadError(f"{label}: the file grew past the {cap}-byte limit while read.")
     if not data:
         raise ImageLoadError(f"{label}: the file is empty (0 bytes).")
     return data

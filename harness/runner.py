@@ -94,19 +94,22 @@ def prepare_images(dataset: Dataset, store: ResultsStore) -> ImagesReport:
         old = known.get(ref.image_id)
         if (old is not None and old.image_hash and old.error is None
                 and old.path == str(ref.path) and old.file_size == stat.st_size
-                and old.file_mtime_ns == stat.st_mtime_ns):
+                and old.file_mtime_ns == stat.st_mtime_ns
+                and old.file_ctime_ns == stat.st_ctime_ns):
             record = old
         else:
             try:
                 loaded = load_image(ref.path)
             except ImageLoadError as exc:
                 record = ImageRecord(dataset.id, ref.image_id, str(ref.path), None, None, None,
-                                     stat.st_size, stat.st_mtime_ns, None, str(exc))
+                                     stat.st_size, stat.st_mtime_ns, None, str(exc),
+                                     stat.st_ctime_ns)
             else:
                 height, width = loaded.pixels.shape[:2]
                 record = ImageRecord(dataset.id, ref.image_id, str(ref.path),
                                      loaded.content_hash, width, height, stat.st_size,
-                                     stat.st_mtime_ns, "; ".join(loaded.warnings) or None)
+                                     stat.st_mtime_ns, "; ".join(loaded.warnings) or None,
+                                     file_ctime_ns=stat.st_ctime_ns)
             records.append(record)
         if record.error:
             report.errors.append(f"{label}: {record.error}")
@@ -117,6 +120,7 @@ def prepare_images(dataset: Dataset, store: ResultsStore) -> ImagesReport:
                                            record.image_hash, record.width, record.height))
     if records:
         store.put_images(records)
+    store.keep_images(dataset.id, (ref.image_id for ref in dataset.images))
     return report
 
 

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS images (
     file_mtime_ns INTEGER,
     warning TEXT,
     error TEXT,
+    file_ctime_ns INTEGER,
     PRIMARY KEY (dataset, image_id)
 );
 CREATE TABLE IF NOT EXISTS results (
@@ -125,6 +126,7 @@ class ImageRecord:
     file_mtime_ns: int | None
     warning: str | None = None
     error: str | None = None
+    file_ctime_ns: int | None = None  # changes with any write or utime: catches cp -p
 
 
 def _now() -> str:
@@ -166,6 +168,10 @@ class ResultsStore:
             with self.db:
                 self.db.execute("ALTER TABLE results ADD COLUMN payload_bytes INTEGER")
                 self.db.execute("DROP VIEW IF EXISTS results_view")
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(images)")}
+        if columns and "file_ctime_ns" not in columns:
+            with self.db:
+                self.db.execute("ALTER TABLE images ADD COLUMN file_ctime_ns INTEGER")
 
     def _check_schema_version(self) -> None:
         found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -218,17 +224,26 @@ class ResultsStore:
     def known_images(self, dataset: str) -> dict[str, ImageRecord]:
         cursor = self.db.execute(
             "SELECT dataset, image_id, path, image_hash, width, height, file_size,"
-            " file_mtime_ns, warning, error FROM images WHERE dataset=?", (dataset,))
+            " file_mtime_ns, warning, error, file_ctime_ns FROM images WHERE dataset=?",
+            (dataset,))
         return {row[1]: ImageRecord(*row) for row in cursor}
 
     def put_images(self, records: Iterable[ImageRecord]) -> None:
         with self.db:
             self.db.executemany(
                 "INSERT OR REPLACE INTO images (dataset, image_id, path, image_hash, width,"
-                " height, file_size, file_mtime_ns, warning, error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " height, file_size, file_mtime_ns, warning, error, file_ctime_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [tuple(asdict(r).values()) for r in records],
             )
+
+    def keep_images(self, dataset: str, image_ids: Iterable[str]) -> None:
+        """Make ``dataset`` hold exactly ``image_ids``: files gone from it leave its means."""
+        keep = set(image_ids)
+        gone = [(dataset, i) for i in self.known_images(dataset) if i not in keep]
+        if gone:
+            with self.db:
+                self.db.executemany("DELETE FROM images WHERE dataset=? AND image_id=?", gone)
 
     # --- results --------------------------------------------------------------------
 

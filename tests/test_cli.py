@@ -1,7 +1,14 @@
 """The command line as a user calls it: subprocesses, real codecs, real SQLite files."""
 
+import io
 import json
+import os
+import shutil
 
+import numpy as np
+from PIL import Image
+
+from harness.datasets import resolve_dataset
 from tests.conftest import run_cli
 from tests.conftest import stored_rows as _rows
 
@@ -13,7 +20,7 @@ def test_run_prints_a_table_and_resumes_from_the_store(tmp_path, photo_folder):
     first = run_cli(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "8 measurements to make, 0 already" in first.stderr
-    lines = [line for line in first.stdout.splitlines() if line.startswith("folder:photos")]
+    lines = [line for line in first.stdout.splitlines() if line.startswith("folder:photos-")]
     assert len(lines) == 4  # 2 codecs x 2 qualities, means over 2 images
     assert all(" 2 " in line for line in lines)
     rows = _rows(store)
@@ -54,8 +61,10 @@ def test_a_corrupt_image_is_an_error_row_and_the_run_goes_on(tmp_path, photo_fol
     result = run_cli("run", "--datasets", str(photo_folder), "--codecs", "jpeg", "--qualities",
                      "50", "--jobs", "1", "--store", str(store), "--no-progress")
     assert result.returncode == 1
-    assert "image skipped: folder:photos/broken.png" in result.stderr
-    assert "image skipped: folder:photos/empty.jpg" in result.stderr
+    ident = resolve_dataset(str(photo_folder)).id
+    assert ident.startswith("folder:photos-")
+    assert f"image skipped: {ident}/broken.png" in result.stderr
+    assert f"image skipped: {ident}/empty.jpg" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(_rows(store)) == 2  # the two good images were measured
 
@@ -87,3 +96,50 @@ def test_help_everywhere():
 def test_lenient_loading_is_refused_where_the_codec_does_not_allow_it(tmp_path):
     done = run_cli("run", "--codecs", "jpeg", "--lenient", "--store", str(tmp_path / "r.sqlite"))
     assert done.returncode == 2 and "takes no --lenient" in done.stderr
+
+
+def _means(stdout: str, prefix: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith(prefix)]
+
+
+def test_dataset_membership_follows_the_files_on_disk(tmp_path, photo_folder):
+    store = str(tmp_path / "r.sqlite")
+    args = ["--codecs", "jpeg", "--qualities", "50", "--jobs", "1", "--store", store,
+            "--no-progress", "--no-report"]
+    other = tmp_path / "y" / photo_folder.name
+    other.mkdir(parents=True)
+    shutil.copyfile(photo_folder / "a.png", other / "only.png")
+    first = run_cli("run", "--datasets", str(photo_folder), *args)
+    second = run_cli("run", "--datasets", str(other), *args)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    ids = {resolve_dataset(str(photo_folder)).id, resolve_dataset(str(other)).id}
+    assert len(ids) == 2  # same base name, two datasets
+    (line,) = _means(second.stdout, resolve_dataset(str(other)).id)
+    assert " 1 " in line.split("jpeg", 1)[1][:20]  # one image, not the other folder's too
+
+    # a deleted image leaves the means
+    (photo_folder / "b.png").unlink()
+    third = run_cli("run", "--datasets", str(photo_folder), *args)
+    (line,) = _means(third.stdout, resolve_dataset(str(photo_folder)).id)
+    assert " 1 " in line.split("jpeg", 1)[1][:20], third.stdout
+
+    # new content with the same size and mtime is measured anew, without a stale row
+    pixels = np.asarray(Image.open(photo_folder / "a.png")).copy()
+    pixels[0, 0] = 255 - pixels[0, 0]
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PPM")
+    ppm = photo_folder / "a.ppm"
+    ppm.write_bytes(buf.getvalue())
+    run_cli("run", "--datasets", str(photo_folder), *args)
+    st = ppm.stat()
+    pixels[0, 1] = 255 - pixels[0, 1]
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PPM")
+    assert len(buf.getvalue()) == st.st_size
+    ppm.write_bytes(buf.getvalue())
+    os.utime(ppm, ns=(st.st_atime_ns, st.st_mtime_ns))
+    fourth = run_cli("run", "--datasets", str(photo_folder), *args)
+    assert fourth.returncode == 0, fourth.stderr
+    assert "1 measurements to make" in fourth.stderr
+    fifth = run_cli("run", "--datasets", str(photo_folder), *args)
+    assert fifth.returncode == 0 and "0 measurements to make" in fifth.stderr

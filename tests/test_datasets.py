@@ -182,7 +182,7 @@ def test_folder_dataset(tmp_path):
     except (OSError, NotImplementedError):
         pass
     ds = resolve_dataset(str(root))
-    assert ds.source == "folder" and ds.id == "folder:my images"
+    assert ds.source == "folder" and ds.id.startswith("folder:my images-")
     assert [r.image_id for r in ds.images] == [
         "A.PNG",
         "b.png",
@@ -598,3 +598,67 @@ def test_glob_semantics():
     assert not rx.match("a/img_1_T01R01.png")
     rx = datasets._glob_regex("set/*.png")
     assert rx.match("set/a.png") and not rx.match("set/sub/a.png") and not rx.match("a.png")
+
+
+def _tar_of(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:bz2") as tf:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tf.addfile(info, io.BytesIO(blob))
+    return path
+
+
+def test_tar_member_name_with_a_newline_is_refused(tmp_path, data_dir):
+    forged = "set/a.png\n" + "0" * 64 + "  evil.png"
+    archive = _tar_of(tmp_path / "nl.tar.bz2", {forged: png_bytes(1), "set/b.png": png_bytes(2)})
+    manifest = archive_manifest(tmp_path, archive, "set/*", fmt="tar", ident="forge")
+    with pytest.raises(HarnessError, match="control character"):
+        resolve_dataset(str(manifest), data_dir=data_dir)
+    assert not (data_dir / "forge" / "SHA256SUMS").exists()
+
+
+def test_a_member_above_the_size_cap_is_refused_while_streaming(tmp_path, data_dir, monkeypatch):
+    # a small compressed archive that inflates far past the (lowered) cap
+    archive = _tar_of(tmp_path / "bomb.tar.bz2", {"set/bomb.png": b"\0" * (4 << 20)})
+    assert archive.stat().st_size < 2000
+    manifest = archive_manifest(tmp_path, archive, "set/*.png", fmt="tar", ident="bomb")
+    monkeypatch.setenv("HARNESS_MAX_IMAGE_BYTES", str(1 << 20))
+    with pytest.raises(HarnessError, match="larger than the 1048576-byte limit"):
+        resolve_dataset(str(manifest), data_dir=data_dir)
+    assert not list((data_dir / "bomb").iterdir())
+
+
+def test_a_member_whose_header_lies_is_capped_while_streaming(tmp_path, monkeypatch):
+    archive = _tar_of(tmp_path / "liar.tar.bz2", {"set/bomb.png": b"\0" * 4096})
+    member = datasets._Member("set/bomb.png", "file", lambda: tarfile.open(archive).extractfile(
+        "set/bomb.png"), size=10)  # the header claims 10 bytes
+    monkeypatch.setenv("HARNESS_MAX_IMAGE_BYTES", "1000")
+    with pytest.raises(HarnessError, match="larger than the 1000-byte limit"):
+        datasets._write_member(member, tmp_path / "bomb.png", archive)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["liar.tar.bz2"]
+
+
+def test_links_leaving_a_folder_are_skipped_unless_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "far.png").write_bytes(png_bytes(3))
+    root = tmp_path / "set"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.png").write_bytes(png_bytes(1))
+    (root / "inner.png").symlink_to(root / "a.png")  # stays inside: kept
+    (root / "far.png").symlink_to(outside / "far.png")
+    (root / "zero.png").symlink_to("/dev/zero")
+    (root / "sub" / "everything").symlink_to("/")
+    os.mkfifo(root / "pipe.png")
+
+    ds = resolve_dataset(str(root))
+    assert [r.image_id for r in ds.images] == ["a.png", "inner.png", "pipe.png"]
+    notes = "\n".join(ds.notes)
+    assert "far.png: a link to a file outside" in notes and "zero.png" in notes
+    assert "everything: a link to a folder outside" in notes and "--follow-symlinks" in notes
+
+    (root / "sub" / "everything").unlink()  # followed, it would walk the whole filesystem
+    followed = resolve_dataset(str(root), follow_symlinks=True)
+    ids = [r.image_id for r in followed.images if "/" not in r.image_id]
+    assert ids == ["a.png", "far.png", "inner.png", "pipe.png", "zero.png"]

@@ -357,10 +357,10 @@ def test_unreadable_file(tmp_path, rgb):
 def test_permission_error_message_without_chmod(tmp_path, rgb, monkeypatch):
     path = save(tmp_path, "locked2.png", Image.fromarray(rgb))
 
-    def denied(self):
-        raise PermissionError(13, "Permission denied", str(self))
+    def denied(name, flags):
+        raise PermissionError(13, "Permission denied", str(name))
 
-    monkeypatch.setattr(type(path), "read_bytes", denied)
+    monkeypatch.setattr("harness.images.os.open", denied)
     with pytest.raises(ImageLoadError) as info:
         load_image(path)
     assert str(info.value) == f"{path}: permission denied (the file cannot be read)."
@@ -427,3 +427,27 @@ def test_bytes_io_unused_but_pillow_reads_what_we_wrote(tmp_path):
     path = tmp_path / "tiny.png"
     path.write_bytes(buf.getvalue())
     assert load_image(path).pixels[1, 2].tolist() == [10, 20, 30]
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageLoadError, match="not a regular file"):
+        load_image(fifo)
+
+
+def test_a_link_to_a_device_is_refused(tmp_path):
+    link = tmp_path / "zero.png"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ImageLoadError, match="not a regular file"):
+        load_image(link)
+
+
+def test_files_above_the_size_cap_are_refused(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)
+    load_image(path)
+    monkeypatch.setenv("HARNESS_MAX_IMAGE_BYTES", "100")
+    with pytest.raises(ImageLoadError, match="above the 100-byte limit"):
+        load_image(path)

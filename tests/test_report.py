@@ -261,15 +261,27 @@ def real_report(real_store, tmp_path_factory) -> Path:
 EXPECTED_FILES = ["index.html", "summary.md", "report.json"] + [
     f"tables/{name}.{ext}" for name in ("means", "bd", "per_image", "curves")
     for ext in ("md", "csv", "tex")] + [
-    f"plots/folder_photos_{metric}.{ext}" for metric in ("psnr", "ms-ssim")
+    f"plots/{{photos}}_{metric}.{ext}" for metric in ("psnr", "ms-ssim")
     for ext in ("png", "svg")]
+
+
+def _photos_id(store_path: Path) -> str:
+    """The folder dataset's id: its name plus a hash of its path."""
+    from harness.store import ResultsStore
+
+    with ResultsStore(store_path) as store:
+        (ident,) = {row["dataset"] for row in store.rows()}
+    assert ident.startswith("folder:photos-")
+    return ident
 
 
 def test_report_from_real_run_has_every_artefact(real_report, real_store):
     from harness.aggregate import summarize
     from harness.store import ResultsStore
 
-    for name in EXPECTED_FILES:
+    photos = _photos_id(real_store)
+    expected = [n.format(photos=photos.replace(":", "_")) for n in EXPECTED_FILES]
+    for name in expected:
         path = real_report / name
         assert path.is_file() and path.stat().st_size > 0, name
         if path.suffix in (".md", ".csv", ".tex", ".html", ".svg"):
@@ -279,8 +291,8 @@ def test_report_from_real_run_has_every_artefact(real_report, real_store):
                 assert "webp" in text, name
     manifest = json.loads((real_report / "report.json").read_text())
     assert manifest["kind"] == "harness-report"
-    assert sorted(manifest["files"]) == sorted(EXPECTED_FILES)
-    assert manifest["anchors"] == {"folder:photos": "jpeg"}
+    assert sorted(manifest["files"]) == sorted(expected)
+    assert manifest["anchors"] == {photos: "jpeg"}
 
     with ResultsStore(real_store) as store:
         rows = store.rows()
@@ -304,7 +316,7 @@ def test_report_from_real_run_has_every_artefact(real_report, real_store):
     for row in rows[:1]:
         assert row["codec_fingerprint"] in summary_md
     assert f"| {runs[0]['run_id']} | {runs[0]['started']}" in summary_md
-    assert "| folder:photos | 2 |" in summary_md  # dataset with its image count
+    assert f"| {photos} | 2 |" in summary_md  # dataset with its image count
     assert "No errors." in summary_md
 
     page = (real_report / "index.html").read_text()
@@ -366,7 +378,7 @@ def test_failed_render_keeps_the_old_report(real_store, tmp_path, monkeypatch):
     monkeypatch.undo()
     build_report(real_store, out, anchor="webp")
     assert json.loads((out / "report.json").read_text())["anchors"] == {
-        "folder:photos": "webp"}
+        _photos_id(real_store): "webp"}
     assert _entries(tmp_path) == ["report"]
 
 
