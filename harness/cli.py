@@ -220,7 +220,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from harness.store import ResultsStore
 
     _require_store(args.store)
-    with ResultsStore(args.store) as store:
+    with ResultsStore(args.store, readonly=True) as store:
         paths = export_store(store, args.out)
     for path in paths:
         print(path)
@@ -255,7 +255,7 @@ def collect_curves(args: argparse.Namespace, datasets: list[str] | None = None) 
 
     curves = []
     if Path(args.store).is_file():
-        with ResultsStore(args.store) as store:
+        with ResultsStore(args.store, readonly=True) as store:
             curves += measured_curves(store, datasets=datasets, codecs=args.codecs)
             curves += imported_curves(store)
     elif args.store != str(DEFAULT_STORE):
@@ -533,7 +533,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             elif spec.endswith(".json"):
                 curve = curve_from_file(spec, dataset.id)
             elif Path(args.store).is_file():
-                with ResultsStore(args.store) as store:
+                with ResultsStore(args.store, readonly=True) as store:
                     curve = next((c for c in measured_curves(store, datasets=[dataset.id])
                                   if c.name == spec), None)
             if curve is None:

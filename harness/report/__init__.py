@@ -177,7 +177,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         raise UsageError(f"the report folder {final} holds the store; choose another")
 
     with stage("load"):
-        with ResultsStore(store_file) as store:
+        with ResultsStore(store_file, readonly=True) as store:
             rows = store.rows(datasets=datasets, codecs=codecs)
             runs = store.runs()
             curves = list(_curves.measured_curves(store, datasets=datasets, codecs=codecs))
