@@ -36,7 +36,22 @@ def _parse_quality(text: str) -> float | int:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
     return int(value) if value.is_integer() else value
+
+
+def _parse_seconds(text: str) -> float:
+    """A time limit: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a time limit is a positive, finite number of seconds (there is no"
+            " way to turn it off; give a large value instead)")
+    return value
 
 
 # --- harness run ----------------------------------------------------------------------
@@ -44,6 +59,14 @@ def _parse_quality(text: str) -> float | int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.aggregate import format_table, summarize
 
+    if args.scheduler:
+        from harness.cluster import parse_scheduler
+
+        parse_scheduler(args.scheduler)
+    if not args.no_report:
+        from harness.report import check_report_folder
+
+        check_report_folder(args.report, args.store)  # before measuring, not after
     datasets = resolve_datasets(args)
     codecs, qualities, problems = prepare_codecs(args)
     outcome, rows = measure(args, datasets, codecs, qualities, problems)
@@ -108,6 +131,8 @@ def measure(args: argparse.Namespace, datasets, codecs, qualities, problems: lis
         outcome = runner.execute(tasks, store, run_id, jobs,
                                  progress=not getattr(args, "no_progress", False),
                                  timeout=getattr(args, "timeout", None),
+                                 setup_timeout=getattr(args, "setup_timeout",
+                                                       runner.DEFAULT_SETUP_TIMEOUT),
                                  scheduler=getattr(args, "scheduler", None))
         outcome.seconds, outcome.cached = time.perf_counter() - started, cached
         status = ("interrupted" if outcome.interrupted
@@ -615,9 +640,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--qualities", nargs="+", type=_parse_quality, metavar="Q",
                      help="quality points for every codec (default: each codec's own sweep)")
     run.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: all cores)")
-    run.add_argument("--timeout", type=float, default=3600, metavar="S",
-                     help="time limit of one measurement; past it the task is an error row"
-                          " (default 3600 s)")
+    run.add_argument("--timeout", type=_parse_seconds, default=3600, metavar="S",
+                     help="time limit of one measurement (encode, decode, metrics); past it"
+                          " the task is an error row (default 3600 s)")
+    run.add_argument("--setup-timeout", type=_parse_seconds, default=3600, metavar="S",
+                     help="time limit of a worker's set-up for a task (loading the codec or"
+                          " model, warm-up), apart from --timeout (default 3600 s)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on a Dask cluster: tcp://HOST:PORT, or local:N for a local"
                           " cluster of N worker processes (pip install 'lic-harness[dask]')")

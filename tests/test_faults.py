@@ -55,13 +55,41 @@ def test_a_codec_that_hangs_hits_the_time_limit(installed_plugin, photo_folder, 
 def test_a_hang_the_signal_cannot_stop_is_killed_by_the_watchdog(installed_plugin,  # noqa: F811
                                                                  photo_folder, tmp_path):
     started = time.monotonic()
+    # the innocent tasks take milliseconds; a limit of a few seconds keeps them clear of
+    # it on a loaded machine, while the stuck ones still need the watchdog
     done, store = _run_faulty("toy-stuck", installed_plugin, photo_folder, tmp_path,
-                              "--timeout", "1")
+                              "--timeout", "4")
     assert done.returncode == 1
     errors = _errors(store)
     assert [q for q, _ in errors] == [2.0, 2.0]
-    assert all("its worker was killed" in e for _, e in errors)
+    assert all("measurement did not finish within 4 s; its worker was killed" in e
+               for _, e in errors)
     assert count_rows(store) == 6 and time.monotonic() - started < 120
+
+
+def test_a_slow_set_up_is_not_counted_in_the_task_time_limit(installed_plugin,  # noqa: F811
+                                                             photo_folder, tmp_path):
+    # warm-up takes 13 s, longer than --timeout plus the watchdog's grace (11 s)
+    done, store = _run_faulty("toy-slow-warm-up", installed_plugin, photo_folder, tmp_path,
+                              "--timeout", "1")
+    assert done.returncode == 0, done.stderr
+    assert _errors(store) == [] and count_rows(store) == 6
+
+
+def test_a_set_up_past_its_own_limit_is_killed(installed_plugin, photo_folder,  # noqa: F811
+                                               tmp_path):
+    started = time.monotonic()
+    store = tmp_path / "r.sqlite"
+    done = run_cli("run", "--datasets", str(photo_folder), "--codecs", "toy-slow-warm-up",
+                   "--qualities", "2", "--jobs", "2", "--store", str(store), "--no-progress",
+                   "--no-report", "--setup-timeout", "1", "--timeout", "600",
+                   env=_with_plugin(installed_plugin), cwd=tmp_path)
+    assert done.returncode == 1
+    errors = _errors(store)
+    assert len(errors) == count_rows(store) == 2
+    assert all("set-up (loading, warm-up) did not finish within 1 s; its worker was killed"
+               in e for _, e in errors)
+    assert time.monotonic() - started < 120
 
 
 def test_ten_kills_at_random_moments_then_resume(tmp_path, sample_pixels):

@@ -29,7 +29,7 @@ from harness.report import plots as _plots
 from harness.report import runinfo as _runinfo
 from harness.report import tables as _tables
 
-__all__ = ["build_report", "curves_frame", "REPORT_MARKER"]
+__all__ = ["build_report", "check_report_folder", "curves_frame", "REPORT_MARKER"]
 
 REPORT_MARKER = "report.json"
 REPORT_KIND = "harness-report"
@@ -123,6 +123,23 @@ def _check_replaceable(final: Path) -> None:
                 "replaced. Choose another report folder or move it away.")
 
 
+def check_report_folder(out_dir, store_path) -> Path:
+    """The absolute report folder, once it is known that a report may be written there.
+
+    Raises:
+        UsageError: the name is no folder, the folder holds something else than a
+            harness report, or it holds the store.
+    """
+    final = Path(out_dir)
+    if final.name in ("", ".", ".."):
+        raise UsageError(f"{out_dir!r} cannot be a report folder; name a folder")
+    final = final.absolute()
+    _check_replaceable(final)
+    if final in Path(store_path).absolute().parents:
+        raise UsageError(f"the report folder {final} holds the store; choose another")
+    return final
+
+
 def _move_into_place(tmp: Path, final: Path) -> None:
     if not final.exists():
         os.rename(tmp, final)
@@ -168,13 +185,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
     store_file = Path(store_path)
     if not store_file.is_file():
         raise UsageError(f"no results store at {store_file}; run `harness run` first")
-    final = Path(out_dir)
-    if final.name in ("", ".", ".."):
-        raise UsageError(f"{out_dir!r} cannot be a report folder; name a folder")
-    final = final.absolute()
-    _check_replaceable(final)
-    if final in store_file.absolute().parents:
-        raise UsageError(f"the report folder {final} holds the store; choose another")
+    final = check_report_folder(out_dir, store_file)
 
     with stage("load"):
         with ResultsStore(store_file, readonly=True) as store:
