@@ -264,7 +264,6 @@ def measure_marked(task: Task, torch_threads: int, marker_dir: str,
     worker whose marker is older than the limit of its phase (set-up or measurement):
     native code that SIGALRM cannot stop.
     """
-    _watch_parent()
     marker = Path(marker_dir) / str(os.getpid())
     marker.write_text(f"{SETTING_UP} {task_key(task)}")
     try:
@@ -273,22 +272,15 @@ def measure_marked(task: Task, torch_threads: int, marker_dir: str,
         marker.unlink(missing_ok=True)
 
 
-_watched_parent: int | None = None
+def _watch_parent(parent: int) -> None:
+    """End this worker soon after ``parent``, the harness, is gone (SIGKILLed, say).
 
-
-def _watch_parent() -> None:
-    """End this worker soon after the process that started it is gone (SIGKILLed, say).
-
-    Orphaned workers are adopted by another process, so the parent pid changes; a thread
-    looks twice a second. Started once per worker process.
+    Runs first in every worker process. An orphan is adopted by another process, so its
+    parent pid changes; a thread looks twice a second (also right away: the parent may
+    have died while this worker was starting).
     """
-    global _watched_parent
-    if _watched_parent is not None:
-        return
-    _watched_parent = os.getppid()
-
     def watch() -> None:
-        while os.getppid() == _watched_parent:
+        while os.getppid() == parent:
             time.sleep(0.5)
         os._exit(1)
 
@@ -375,7 +367,8 @@ def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | N
             batch = [suspects.pop(0)] if alone else list(pending)
             workers = 1 if alone else jobs
             bar.set_description(f"measuring ({workers} worker{'s' if workers > 1 else ''})")
-            executor = get_reusable_executor(max_workers=workers, reuse=True)
+            executor = get_reusable_executor(max_workers=workers, reuse=True,
+                                             initializer=_watch_parent, initargs=(os.getpid(),))
             futures = {executor.submit(measure_marked, pending[key], torch_threads, marker_dir,
                                        limits[MEASURING]): key for key in batch}
             killed: dict[str, str] = {}  # task key -> why its worker was killed

@@ -169,3 +169,37 @@ def test_dask_local_cluster_survives_a_killed_worker(tmp_path, photo_folder):
     assert outcome.done == len(tasks) and outcome.failed == 0
     assert store.count_results() == len(tasks) == 2 * 28
     store.close()
+
+
+def test_workers_end_soon_after_their_parent_is_killed(installed_plugin, photo_folder,  # noqa: F811
+                                                       tmp_path):
+    psutil = pytest.importorskip("psutil")
+    env = dict(os.environ, **_with_plugin(installed_plugin))
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--datasets", str(photo_folder), "--codecs",
+         "toy-hang", "--qualities", "2", "--jobs", "2", "--store", str(tmp_path / "r.sqlite"),
+         "--no-progress", "--no-report"],
+        cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        workers: list = []
+        while len(workers) < 2 and time.monotonic() < deadline:  # both hang in encode
+            time.sleep(0.5)
+            workers = [p for p in psutil.Process(parent.pid).children(recursive=True)
+                       if "LokyProcess" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        helpers = psutil.Process(parent.pid).children(recursive=True)  # + resource trackers
+        os.kill(parent.pid, signal.SIGKILL)  # the parent alone
+        parent.wait()
+        killed_at = time.monotonic()
+        alive = helpers
+        while alive and time.monotonic() - killed_at < 5:
+            time.sleep(0.2)
+            alive = [p for p in helpers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert alive == [], [" ".join(p.cmdline()) for p in alive]
+    finally:
+        for process in psutil.Process().children(recursive=True):
+            if process.pid != parent.pid:
+                process.kill()
+        parent.kill()
