@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.errors import HarnessError, UsageError
+from harness.processes import deferred_interrupts
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_STORE = Path("reports") / "results.sqlite"
@@ -76,8 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\n{outcome.done} measured in {outcome.seconds:.1f} s, {outcome.cached} reused;"
           f" results in {args.store}")
     if rows and not args.no_report and not outcome.interrupted:
-        from harness.report import build_report
-
+        with deferred_interrupts():  # importing the plotting libraries included
+            from harness.report import build_report
         report = build_report(args.store, args.report, datasets=[d.id for d in datasets],
                               codecs=[c.name for _, c in codecs])
         print(f"report: {report / 'index.html'}")
@@ -338,8 +339,9 @@ def _format_bd_text(table) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.curves import curve_from_file
-    from harness.report import build_report
 
+    with deferred_interrupts():  # importing the plotting libraries included
+        from harness.report import build_report
     extra = []
     for item in args.files or ():
         dataset, _, path = item.rpartition("=")

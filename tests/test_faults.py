@@ -1,6 +1,8 @@
 """Fault injection: crashes, hangs, kills, a full disk, a dying Dask worker."""
 
+import errno
 import os
+import pathlib
 import random
 import signal
 import sqlite3
@@ -11,10 +13,13 @@ import time
 import pytest
 from PIL import Image
 
-from harness.errors import StoreError
+from harness.errors import HarnessError, StoreError
+from harness.report import build_report
+from harness.report import plots as report_plots
 from harness.store import ImageRecord, ResultRow, ResultsStore
 from tests.conftest import count_rows, run_cli, stored_rows
 from tests.test_registry import _with_plugin, installed_plugin  # noqa: F401 (fixture)
+from tests.test_report import real_store  # noqa: F401 (fixture)
 
 
 def _errors(store):
@@ -203,3 +208,83 @@ def test_workers_end_soon_after_their_parent_is_killed(installed_plugin, photo_f
             if process.pid != parent.pid:
                 process.kill()
         parent.kill()
+
+
+def _left_in(folder):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_ctrl_c_during_a_render_is_held_until_the_stage_ends(real_store, tmp_path,  # noqa: F811
+                                                             monkeypatch):
+    finished = []
+    render = report_plots.render_plots
+
+    def interrupted_while_drawing(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, in the middle of native drawing
+        time.sleep(0.3)
+        finished.append(True)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(report_plots, "render_plots", interrupted_while_drawing)
+    out = tmp_path / "reports" / "report"
+    with pytest.raises(KeyboardInterrupt):
+        build_report(real_store, out)
+    assert finished == [True]  # the stage ran to its end; the interrupt came after it
+    assert _left_in(out.parent) == []  # no report, no half-written folder
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_report_rendering_exits_130_without_a_traceback(real_store,  # noqa: F811
+                                                                      tmp_path):
+    # the moments vary, so a signal lands in imports, reading, BD, drawing and writing
+    for delay in (0.3, 0.6, 0.9, 1.2, 1.6, 2.0, 2.5, 3.0):
+        out = tmp_path / f"r{delay}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "harness", "report", "--store", str(real_store), "--out",
+             str(out)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+        assert "Traceback" not in stderr and "Fatal" not in stderr, (delay, stderr)
+        if process.returncode == 130:
+            assert "interrupted" in stderr
+            assert not out.exists()
+        else:  # it came after the work: -2 when it hit Python's own shutdown
+            assert process.returncode in (0, -signal.SIGINT), (delay, stderr)
+            assert (out / "index.html").is_file()
+
+
+def test_a_full_disk_while_writing_the_report_is_a_clear_error(real_store, tmp_path,  # noqa: F811
+                                                               monkeypatch):
+    out = tmp_path / "reports" / "report"
+    build_report(real_store, out)
+    before = (out / "index.html").read_bytes()
+    write_text = pathlib.Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.name == "index.html":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
+    with pytest.raises(HarnessError, match="No space left on device.*previous report.*kept"):
+        build_report(real_store, out)
+    assert _left_in(out.parent) == ["report"]  # nothing half-written beside it
+    assert (out / "index.html").read_bytes() == before
+
+
+def test_a_full_disk_on_a_real_filesystem(real_store, tmp_path):  # noqa: F811
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a small filesystem here (needs root)")
+    try:
+        done = run_cli("report", "--store", str(real_store), "--out", str(mount / "rep"),
+                       cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
+        assert _left_in(mount) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.errors import UsageError
-from harness.processes import pid_alive
+from harness.errors import HarnessError, UsageError
+from harness.processes import deferred_interrupts, interrupt_point, pid_alive
 from harness.report import html as _html
 from harness.report import plots as _plots
 from harness.report import runinfo as _runinfo
@@ -44,6 +44,7 @@ class _Stages:
 
     @contextmanager
     def __call__(self, name: str):
+        interrupt_point()  # a held Ctrl-C stops the render between stages
         start = time.perf_counter()
         try:
             yield
@@ -156,6 +157,7 @@ def _move_into_place(tmp: Path, final: Path) -> None:
 
 # --- build ------------------------------------------------------------------------------
 
+@deferred_interrupts()  # Ctrl-C stops the render between stages, never inside native code
 def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=None,
                  anchor=None, method="pchip", include_published=True, extra_curves=(),
                  title="Benchmark report", timings: dict | None = None) -> Path:
@@ -227,11 +229,11 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         cache = _plots.RDCache()
         info = _runinfo.run_summary(summary, frame, runs, bd, curves, latest, cache.has)
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(final.parent, final.name)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale(final.parent, final.name)
+        tmp.mkdir()
         with stage("write tables"):
             files = []
             for table in (means, bd_table, per_image, points):
@@ -270,6 +272,14 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
                                              encoding="utf-8")
         with stage("finish"):
             _move_into_place(tmp, final)
+    except OSError as exc:  # a full disk, a folder we may not write
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = " The previous report there is kept." if final.exists() else ""
+        raise HarnessError(
+            f"cannot write the report {final}: {exc.strerror or exc}. Nothing of it was"
+            f" left behind.{kept} Free some space or choose another folder (--out, or"
+            " --report for `harness run`), then run `harness report` again; the results"
+            " store is not affected.") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
