@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.errors import HarnessError, UsageError
+from harness.processes import deferred_interrupts
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_STORE = Path("reports") / "results.sqlite"
@@ -37,7 +38,22 @@ def _parse_quality(text: str) -> float | int:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
     return int(value) if value.is_integer() else value
+
+
+def _parse_seconds(text: str) -> float:
+    """A time limit: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a time limit is a positive, finite number of seconds (there is no"
+            " way to turn it off; give a large value instead)")
+    return value
 
 
 # --- harness run ----------------------------------------------------------------------
@@ -45,6 +61,14 @@ def _parse_quality(text: str) -> float | int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.aggregate import format_table, summarize
 
+    if args.scheduler:
+        from harness.cluster import parse_scheduler
+
+        parse_scheduler(args.scheduler)
+    if not args.no_report:
+        from harness.report import check_report_folder
+
+        check_report_folder(args.report, args.store)  # before measuring, not after
     datasets = resolve_datasets(args)
     codecs, qualities, problems = prepare_codecs(args)
     outcome, rows = measure(args, datasets, codecs, qualities, problems)
@@ -54,8 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\n{outcome.done} measured in {outcome.seconds:.1f} s, {outcome.cached} reused;"
           f" results in {args.store}")
     if rows and not args.no_report and not outcome.interrupted:
-        from harness.report import build_report
-
+        with deferred_interrupts():  # importing the plotting libraries included
+            from harness.report import build_report
         report = build_report(args.store, args.report, datasets=[d.id for d in datasets],
                               codecs=[c.name for _, c in codecs])
         print(f"report: {report / 'index.html'}")
@@ -110,6 +134,8 @@ def measure(args: argparse.Namespace, datasets, codecs, qualities, problems: lis
         outcome = runner.execute(tasks, store, run_id, jobs,
                                  progress=not getattr(args, "no_progress", False),
                                  timeout=getattr(args, "timeout", None),
+                                 setup_timeout=getattr(args, "setup_timeout",
+                                                       runner.DEFAULT_SETUP_TIMEOUT),
                                  scheduler=getattr(args, "scheduler", None))
         outcome.seconds, outcome.cached = time.perf_counter() - started, cached
         status = ("interrupted" if outcome.interrupted
@@ -222,7 +248,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from harness.store import ResultsStore
 
     _require_store(args.store)
-    with ResultsStore(args.store) as store:
+    with ResultsStore(args.store, readonly=True) as store:
         paths = export_store(store, args.out)
     for path in paths:
         print(path)
@@ -257,7 +283,7 @@ def collect_curves(args: argparse.Namespace, datasets: list[str] | None = None) 
 
     curves = []
     if Path(args.store).is_file():
-        with ResultsStore(args.store) as store:
+        with ResultsStore(args.store, readonly=True) as store:
             curves += measured_curves(store, datasets=datasets, codecs=args.codecs)
             curves += imported_curves(store)
     elif args.store != str(DEFAULT_STORE):
@@ -342,8 +368,9 @@ def cmd_published(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.curves import curve_from_file
-    from harness.report import build_report
 
+    with deferred_interrupts():  # importing the plotting libraries included
+        from harness.report import build_report
     extra = []
     for item in args.files or ():
         dataset, _, path = item.rpartition("=")
@@ -562,7 +589,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             elif spec.endswith(".json"):
                 curve = curve_from_file(spec, dataset.id)
             elif Path(args.store).is_file():
-                with ResultsStore(args.store) as store:
+                with ResultsStore(args.store, readonly=True) as store:
                     curve = next((c for c in measured_curves(store, datasets=[dataset.id])
                                   if c.name == spec), None)
             if curve is None:
@@ -644,9 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--qualities", nargs="+", type=_parse_quality, metavar="Q",
                      help="quality points for every codec (default: each codec's own sweep)")
     run.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: all cores)")
-    run.add_argument("--timeout", type=float, default=3600, metavar="S",
-                     help="time limit of one measurement; past it the task is an error row"
-                          " (default 3600 s)")
+    run.add_argument("--timeout", type=_parse_seconds, default=3600, metavar="S",
+                     help="time limit of one measurement (encode, decode, metrics); past it"
+                          " the task is an error row (default 3600 s)")
+    run.add_argument("--setup-timeout", type=_parse_seconds, default=3600, metavar="S",
+                     help="time limit of a worker's set-up for a task (loading the codec or"
+                          " model, warm-up), apart from --timeout (default 3600 s)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on a Dask cluster: tcp://HOST:PORT, or local:N for a local"
                           " cluster of N worker processes (pip install 'lic-harness[dask]')")

@@ -25,6 +25,29 @@ from collections.abc import Callable, Sequence
 
 from harness.errors import UsageError
 
+SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")  # dask.distributed's network protocols
+
+
+def parse_scheduler(text: str) -> tuple[str, int | None]:
+    """``local:N`` -> ("local", N); ``SCHEME://HOST:PORT`` -> (the address, None).
+
+    Raises:
+        UsageError: anything else, saying what is expected.
+    """
+    expected = (f"--scheduler {text!r}: expected local:N (N >= 1 worker processes) or"
+                f" SCHEME://HOST:PORT of a Dask scheduler (SCHEME: {', '.join(SCHEMES)})")
+    if text.startswith("local:"):
+        count = text.split(":", 1)[1]
+        if not count.isdigit() or int(count) < 1:
+            raise UsageError(expected)
+        return "local", int(count)
+    scheme, sep, rest = text.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not (sep and scheme in SCHEMES and host and colon and port.isdigit()
+            and 0 < int(port) < 65536):
+        raise UsageError(expected)
+    return text, None
+
 
 def execute_on_dask(tasks: Sequence, scheduler: str, record: Callable, bar) -> None:
     from harness.runner import default_jobs, failed_row, measure
@@ -36,11 +59,8 @@ def execute_on_dask(tasks: Sequence, scheduler: str, record: Callable, bar) -> N
         raise UsageError("--scheduler needs dask.distributed: pip install"
                          " 'lic-harness[dask]'") from exc
     cluster = None
-    if scheduler.startswith("local:"):
-        try:
-            workers = int(scheduler.split(":", 1)[1])
-        except ValueError:
-            raise UsageError(f"--scheduler {scheduler}: expected local:N") from None
+    address, workers = parse_scheduler(scheduler)
+    if workers is not None:
         import dask
 
         threshold = 256 * 2**20  # bytes; see the module's docstring
@@ -53,7 +73,7 @@ def execute_on_dask(tasks: Sequence, scheduler: str, record: Callable, bar) -> N
         torch_threads = max(1, default_jobs() // workers)
     else:
         try:
-            client = Client(scheduler, timeout=30)
+            client = Client(address, timeout=30)
         except OSError as exc:
             raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         torch_threads = 1

@@ -494,6 +494,9 @@ def resolve_dataset(
     if not text:
         raise UsageError("Empty dataset name: give a dataset name such as 'kodak' or a folder.")
     base = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    if base.exists() and not base.is_dir():
+        raise UsageError(f"the dataset cache {base} is a file, not a folder: point"
+                         " --data-dir or $HARNESS_DATA at a folder (it is created if absent).")
     looks_like_path = (
         "/" in text or os.sep in text or text.startswith(("~", ".")) or Path(text).is_absolute()
     )

@@ -58,7 +58,7 @@ def read_results_json(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8 or JSON, huge ints
         raise UsageError(f"{path}: cannot read a results JSON ({exc})") from exc
     results = document.get("results") if isinstance(document, dict) else None
     if not isinstance(results, dict) or "bpp" not in results:

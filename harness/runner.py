@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
@@ -180,7 +181,8 @@ def measure(task: Task, torch_threads: int = 1, timeout: float | None = None,
 
     ``timeout`` limits the encode, decode and metrics (SIGALRM, main thread only), not
     the one-time set-up before them (imports, model loading, warm-up), which an
-    interrupted import could leave broken. ``marker`` is touched when that set-up ends.
+    interrupted import could leave broken: the set-up has its own, longer limit, which
+    the parent's watchdog enforces. ``marker`` is rewritten when the set-up ends.
     """
     row = ResultRow(task.codec, task.fingerprint, float(task.quality), task.image_hash,
                     task.width, task.height)
@@ -192,7 +194,7 @@ def measure(task: Task, torch_threads: int = 1, timeout: float | None = None,
         stage = "warming up"
         codec.warm_up(task.quality)
         if marker is not None:
-            marker.touch()
+            marker.write_text(f"{MEASURING} {task_key(task)}")  # the task limit starts now
         if timeout:
             signal.signal(signal.SIGALRM, _on_alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -254,20 +256,39 @@ def _on_alarm(signum, frame):
     raise TaskTimeout("the measurement exceeded the per-task time limit")
 
 
+SETTING_UP, MEASURING = "setup", "measure"  # the phases a task's marker names
+
+
 def measure_marked(task: Task, torch_threads: int, marker_dir: str,
                    timeout: float | None) -> ResultRow:
     """:func:`measure` in a worker process, leaving a marker while it runs.
 
-    The marker (named by the worker's pid, holding the task key) tells the parent which
-    task a crashed or hung worker was running; the parent's watchdog kills a worker whose
-    marker is older than the time limit (native code that SIGALRM cannot stop).
+    The marker (named by the worker's pid, holding the phase and the task key) tells the
+    parent which task a crashed or hung worker was running; the parent's watchdog kills a
+    worker whose marker is older than the limit of its phase (set-up or measurement):
+    native code that SIGALRM cannot stop.
     """
     marker = Path(marker_dir) / str(os.getpid())
-    marker.write_text(task_key(task))
+    marker.write_text(f"{SETTING_UP} {task_key(task)}")
     try:
         return measure(task, torch_threads, timeout, marker)
     finally:
         marker.unlink(missing_ok=True)
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker soon after ``parent``, the harness, is gone (SIGKILLed, say).
+
+    Runs first in every worker process. An orphan is adopted by another process, so its
+    parent pid changes; a thread looks twice a second (also right away: the parent may
+    have died while this worker was starting).
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
 
 
 def task_key(task: Task) -> str:
@@ -279,12 +300,17 @@ def failed_row(task: Task, message: str) -> ResultRow:
                      task.width, task.height, error=message)
 
 
+DEFAULT_SETUP_TIMEOUT = 3600.0  # seconds: a worker's set-up of a task (model load, warm-up)
+
+
 def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
             progress: bool = True, timeout: float | None = None, scheduler: str | None = None,
-            on_result: Callable[[ResultRow], None] | None = None) -> ExecutionOutcome:
+            on_result: Callable[[ResultRow], None] | None = None,
+            setup_timeout: float | None = DEFAULT_SETUP_TIMEOUT) -> ExecutionOutcome:
     """Run ``tasks`` on ``jobs`` worker processes, writing each result as it arrives.
 
-    A worker that crashes (a segfault in a codec, say) or hangs past ``timeout`` costs
+    A worker that crashes (a segfault in a codec, say), hangs past ``timeout`` while
+    measuring or past ``setup_timeout`` while setting up (loading, warming up) costs
     one error row for the task it was running; the other tasks go on. Tasks that were in
     flight beside a crash are run again, one at a time, so only the culprit is blamed.
     ``scheduler`` runs the tasks on a Dask cluster instead (``tcp://HOST:PORT``, or
@@ -315,7 +341,8 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
 
             execute_on_dask(tasks, scheduler, record, bar)
         else:
-            _execute_local(tasks, max(1, min(jobs, len(tasks))), timeout, record, bar)
+            limits = {SETTING_UP: setup_timeout, MEASURING: timeout}
+            _execute_local(tasks, max(1, min(jobs, len(tasks))), limits, record, bar)
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:
@@ -326,8 +353,9 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
 WATCHDOG_GRACE = 10.0  # seconds past the time limit before a stuck worker is killed
 
 
-def _execute_local(tasks: Sequence[Task], jobs: int, timeout: float | None,
+def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | None],
                    record: Callable[[ResultRow], None], bar) -> None:
+    """``limits``: seconds per phase of a task (SETTING_UP, MEASURING); None: no limit."""
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -343,10 +371,11 @@ def _execute_local(tasks: Sequence[Task], jobs: int, timeout: float | None,
             batch = [suspects.pop(0)] if alone else list(pending)
             workers = 1 if alone else jobs
             bar.set_description(f"measuring ({workers} worker{'s' if workers > 1 else ''})")
-            executor = get_reusable_executor(max_workers=workers, reuse=True)
+            executor = get_reusable_executor(max_workers=workers, reuse=True,
+                                             initializer=_watch_parent, initargs=(os.getpid(),))
             futures = {executor.submit(measure_marked, pending[key], torch_threads, marker_dir,
-                                       timeout): key for key in batch}
-            killed: dict[int, str] = {}
+                                       limits[MEASURING]): key for key in batch}
+            killed: dict[str, str] = {}  # task key -> why its worker was killed
             try:
                 while futures:
                     done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
@@ -354,15 +383,13 @@ def _execute_local(tasks: Sequence[Task], jobs: int, timeout: float | None,
                         key = futures.pop(future)
                         record(future.result())
                         pending.pop(key)
-                    if timeout:
-                        killed.update(_kill_stuck_workers(marker_dir, timeout))
+                    killed.update(_kill_stuck_workers(marker_dir, limits))
             except BrokenProcessPool as exc:
-                running = [key for key, _ in _markers(marker_dir).values() if key in pending]
+                running = [key for _, key, _ in _markers(marker_dir).values() if key in pending]
                 _clear(marker_dir)
                 if killed:  # the watchdog's doing: the stuck tasks are known
-                    for key in set(killed.values()) & set(pending):
-                        record(failed_row(pending.pop(key), f"did not finish within"
-                                          f" {timeout:g} s; its worker was killed"))
+                    for key in set(killed) & set(pending):
+                        record(failed_row(pending.pop(key), killed[key]))
                 elif len(running) == 1:  # it crashed on its own: the culprit
                     record(failed_row(pending.pop(running[0]),
                                       f"the worker process died while measuring ({exc})"))
@@ -376,23 +403,30 @@ def _execute_local(tasks: Sequence[Task], jobs: int, timeout: float | None,
                                               f" dying before measuring ({exc})"))
 
 
-def _markers(marker_dir: str) -> dict[int, tuple[str, float]]:
+def _markers(marker_dir: str) -> dict[int, tuple[str, str, float]]:
+    """Worker pid -> (phase, task key, when the phase began)."""
     found = {}
     for path in Path(marker_dir).iterdir():
         try:
-            found[int(path.name)] = (path.read_text(), path.stat().st_mtime)
-        except (OSError, ValueError):
+            phase, key = path.read_text().split(" ", 1)
+            found[int(path.name)] = (phase, key, path.stat().st_mtime)
+        except (OSError, ValueError):  # gone, or caught while being rewritten
             continue
     return found
 
 
-def _kill_stuck_workers(marker_dir: str, timeout: float) -> dict[int, str]:
-    """Kill workers whose task outlived the limit (SIGALRM could not stop it)."""
+def _kill_stuck_workers(marker_dir: str, limits: dict[str, float | None]) -> dict[str, str]:
+    """Kill workers whose task outlived its phase's limit (SIGALRM could not stop it).
+
+    Returns task key -> the error its row gets.
+    """
     killed = {}
-    for pid, (key, started) in _markers(marker_dir).items():
-        if time.time() - started > timeout + WATCHDOG_GRACE and pid_alive(pid):
+    for pid, (phase, key, started) in _markers(marker_dir).items():
+        limit = limits.get(phase)
+        if limit and time.time() - started > limit + WATCHDOG_GRACE and pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
-            killed[pid] = key
+            what = "set-up (loading, warm-up)" if phase == SETTING_UP else "measurement"
+            killed[key] = f"its {what} did not finish within {limit:g} s; its worker was killed"
     return killed
 
 

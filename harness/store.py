@@ -13,20 +13,25 @@ never leaves half a row. Rows with an error are measured again on the next run.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import platform
 import socket
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from harness.errors import StoreError
+from harness.processes import pid_alive
 
 SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4C494348  # "LICH" in the SQLite header: marks a harness store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -141,49 +146,138 @@ def _sql_float(value: float | None) -> float | None:
 
 
 class ResultsStore:
-    """An SQLite results file. Safe to open again while a killed run left it behind."""
+    """An SQLite results file. Safe to open again while a killed run left it behind.
 
-    def __init__(self, path: str | os.PathLike):
+    ``readonly`` opens it for reading only (report, bd, export): nothing in the file
+    changes, and a store on read-only media or without write permission works. A file
+    is used only once it is recognised as a harness store (its ``application_id``, or
+    the ``meta`` table of stores written before it was set); any other SQLite file is
+    refused before anything in it is touched.
+    """
+
+    def __init__(self, path: str | os.PathLike, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
+        self.db: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self._add_missing_columns()
-            self.db.executescript(_SCHEMA)
-            self._check_schema_version()
+            self._open()
+        except BaseException:
+            if self.db is not None:
+                self.db.close()
+            raise
+
+    def _open(self) -> None:
+        readonly = self.readonly
+        try:
+            if readonly:
+                self.db = _connect_readonly(self.path)
+                if _kind(self.db) != "harness":
+                    raise StoreError(self._not_ours())
+                self._check_schema_version()
+                self._shadow_missing_columns()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, timeout=30)
+                self._create_or_check()
+                self._mark_killed_runs()
         except sqlite3.DatabaseError as exc:
+            if _is_readonly_error(exc):
+                raise StoreError(
+                    f"the results store {self.path} is read-only ({exc}); this command writes"
+                    " results into it. Pass a writable file with --store (reading commands"
+                    " such as report, bd and export work on a read-only store).") from exc
             raise StoreError(
                 f"cannot use {self.path} as a results store: {exc}. Pass another file"
-                " with --store, or move this one away if it is not a harness store."
-            ) from exc
+                " with --store, or move this one away if it is damaged.") from exc
         except OSError as exc:
             raise StoreError(f"cannot create the results store {self.path}: {exc}") from exc
 
+    def _not_ours(self) -> str:
+        return (f"{self.path} is an SQLite file but not a harness results store; it was not"
+                " changed. Pass another file with --store.")
+
+    def _create_or_check(self) -> None:
+        """Recognise the file, then create the schema in one transaction.
+
+        BEGIN IMMEDIATE takes the write lock before looking, so processes opening a
+        fresh store at the same moment create it one after the other.
+        """
+        if _kind(self.db) == "foreign":  # looked at before any write
+            raise StoreError(self._not_ours())
+        self.db.isolation_level = None  # explicit transactions below
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            kind = _kind(self.db)  # again: another process may have created it meanwhile
+            if kind == "foreign":
+                raise StoreError(self._not_ours())
+            if kind == "harness":
+                self._check_schema_version()
+                self._add_missing_columns()
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                            (str(SCHEMA_VERSION),))
+            if self.db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        finally:
+            self.db.isolation_level = ""
+        self._use_wal()
+        self.db.execute("PRAGMA synchronous=NORMAL")
+
+    def _use_wal(self) -> None:
+        """Switch to the WAL journal (once per store; it is kept in the file).
+
+        Switching takes an exclusive lock without waiting for it, so processes
+        opening a fresh store together retry for a while instead of failing.
+        """
+        deadline = time.monotonic() + 30
+        while self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
     def _add_missing_columns(self) -> None:
-        """Bring a store written before ``payload_bytes`` existed up to date."""
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
-        if columns and "payload_bytes" not in columns:
-            with self.db:
-                self.db.execute("ALTER TABLE results ADD COLUMN payload_bytes INTEGER")
-                self.db.execute("DROP VIEW IF EXISTS results_view")
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(images)")}
-        if columns and "file_ctime_ns" not in columns:
-            with self.db:
-                self.db.execute("ALTER TABLE images ADD COLUMN file_ctime_ns INTEGER")
+        """Bring a store written before ``payload_bytes`` or ``file_ctime_ns`` up to date."""
+        if "payload_bytes" not in _columns(self.db, "results"):
+            self.db.execute("ALTER TABLE results ADD COLUMN payload_bytes INTEGER")
+            self.db.execute("DROP VIEW IF EXISTS results_view")
+        images = _columns(self.db, "images")
+        if images and "file_ctime_ns" not in images:
+            self.db.execute("ALTER TABLE images ADD COLUMN file_ctime_ns INTEGER")
+
+    def _shadow_missing_columns(self) -> None:
+        """Read an old store as if it were up to date, without changing it.
+
+        A TEMP view lives in this connection only and is found before the file's own.
+        """
+        if "payload_bytes" not in _columns(self.db, "results"):
+            view = _SCHEMA[_SCHEMA.index("CREATE VIEW"):].rstrip().rstrip(";")
+            view = view.replace("CREATE VIEW IF NOT EXISTS", "CREATE TEMP VIEW")
+            self.db.execute(view.replace("r.payload_bytes", "NULL AS payload_bytes"))
 
     def _check_schema_version(self) -> None:
         found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if found is None:
-            with self.db:
-                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
-                                (str(SCHEMA_VERSION),))
-        elif int(found[0]) != SCHEMA_VERSION:
+        if found is not None and str(found[0]) != str(SCHEMA_VERSION):
             raise StoreError(
                 f"{self.path} has store schema {found[0]}; this harness reads schema"
                 f" {SCHEMA_VERSION}. Use a new --store file."
             )
+
+    def _mark_killed_runs(self) -> None:
+        """Runs left 'running' by a process that is gone are marked 'killed'."""
+        killed = [r["run_id"] for r in self._stored_runs() if _run_was_killed(r)]
+        if killed:
+            with self.db:
+                self.db.executemany("UPDATE runs SET status='killed' WHERE run_id=?"
+                                    " AND status='running'", [(i,) for i in killed])
 
     def close(self) -> None:
         self.db.close()
@@ -199,7 +293,7 @@ class ResultsStore:
     def start_run(self, config: dict, versions: dict) -> int:
         host = {"hostname": socket.gethostname(), "platform": platform.platform(),
                 "python": platform.python_version(), "cpus": os.cpu_count(),
-                "load_average": _load_average()}
+                "load_average": _load_average(), "pid": os.getpid()}
         with self.db:
             cursor = self.db.execute(
                 "INSERT INTO runs (started, status, config, versions, host)"
@@ -215,6 +309,14 @@ class ResultsStore:
                             (_now(), status, run_id))
 
     def runs(self) -> list[dict]:
+        """Every run; one whose process is gone without ending it reads as 'killed'."""
+        runs = self._stored_runs()
+        for run in runs:
+            if _run_was_killed(run):
+                run["status"] = "killed"
+        return runs
+
+    def _stored_runs(self) -> list[dict]:
         cursor = self.db.execute("SELECT * FROM runs ORDER BY run_id")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor]
@@ -321,7 +423,84 @@ class ResultsStore:
                 for n, d, s, doc in cursor]
 
 
+def _guarded(method):
+    """Turn SQLite's errors in ``method`` (a damaged file, say) into a StoreError."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"the results store {self.path} cannot be used: {exc}. If the file is"
+                " damaged, restore it from a copy or pass another file with --store.") from exc
+    return guarded
+
+
+# every public method of the store, including ones added later
+for _name, _method in list(vars(ResultsStore).items()):
+    if callable(_method) and not _name.startswith("_"):
+        setattr(ResultsStore, _name, _guarded(_method))
+
+
 RESULT_FIELDS = tuple(f.name for f in fields(ResultRow))
+
+
+def _kind(db: sqlite3.Connection) -> str:
+    """'harness', 'empty' (a new file) or 'foreign', read without writing anything."""
+    application_id = db.execute("PRAGMA application_id").fetchone()[0]
+    if application_id == APPLICATION_ID:
+        return "harness"
+    names = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    if not names and application_id == 0:
+        return "empty"
+    if application_id == 0 and {"meta", "runs", "images", "results"} <= names:
+        try:  # a store written before the application_id was set
+            db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall()
+            return "harness"
+        except sqlite3.OperationalError:
+            pass
+    return "foreign"
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open ``path`` so that nothing can be written through the connection.
+
+    A WAL store whose folder cannot be written (read-only media) cannot get the
+    shared-memory file a WAL reader needs; it is then read as an immutable file.
+    """
+    if not path.is_file():
+        raise StoreError(f"no results store at {path}; run `harness run` first or pass --store")
+    uri = "file:" + quote(str(path.absolute()))
+    db = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=30)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        if os.access(path.parent, os.W_OK):
+            raise
+        db.close()
+        db = sqlite3.connect(uri + "?immutable=1", uri=True)
+    return db
+
+
+def _is_readonly_error(exc: sqlite3.DatabaseError) -> bool:
+    return "readonly" in str(exc) or getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY"
+
+
+def _run_was_killed(run: dict) -> bool:
+    """A run still 'running' whose process (on this host) no longer exists."""
+    if run.get("status") != "running":
+        return False
+    try:
+        host = json.loads(run.get("host") or "{}")
+    except ValueError:
+        return False
+    pid = host.get("pid") if isinstance(host, dict) else None
+    return (isinstance(pid, int) and host.get("hostname") == socket.gethostname()
+            and not pid_alive(pid))
 
 
 def _load_average() -> list[float] | None:

@@ -143,3 +143,42 @@ def test_dataset_membership_follows_the_files_on_disk(tmp_path, photo_folder):
     assert "1 measurements to make" in fourth.stderr
     fifth = run_cli("run", "--datasets", str(photo_folder), *args)
     assert fifth.returncode == 0 and "0 measurements to make" in fifth.stderr
+
+
+def _usage_error(done, *words):
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in done.stderr, done.stderr
+
+
+def test_bad_run_arguments_are_usage_errors_before_anything_runs(tmp_path, photo_folder):
+    store = tmp_path / "r.sqlite"
+    base = ["run", "--datasets", str(photo_folder), "--codecs", "jpeg", "--store", str(store),
+            "--no-progress"]
+    _usage_error(run_cli(*base, "--qualities", "inf", cwd=tmp_path), "not a finite number")
+    for value in ("-5", "nan", "inf", "0"):
+        for option in ("--timeout", "--setup-timeout"):
+            _usage_error(run_cli(*base, option, value, cwd=tmp_path),
+                         "positive, finite number of seconds")
+    for value in ("bogus://x", "local:0", "local:x", "tcp://host", "tcp://host:99999"):
+        _usage_error(run_cli(*base, "--scheduler", value, cwd=tmp_path),
+                     "expected local:N", value)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    _usage_error(run_cli(*base, "--report", str(a_file), cwd=tmp_path), "is not a folder")
+    _usage_error(run_cli(*base, "--report", "/", cwd=tmp_path), "cannot be a report folder")
+    _usage_error(run_cli("run", "--datasets", "kodak", "--store", str(store), cwd=tmp_path,
+                         env={"HARNESS_DATA": str(a_file)}), "is a file, not a folder")
+    assert not store.exists()  # refused before the store was even made
+
+
+def test_unreadable_results_json_is_a_usage_error(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"name": "x", "results": {"bpp": [' + "9" * 5000 + '], "psnr-rgb": [30]}}')
+    for path, why in ((deep, "recursion"), (huge, "digits")):
+        _usage_error(run_cli("bd", "--files", str(path), cwd=tmp_path), why)
+        _usage_error(run_cli("import", str(path), "--dataset", "x", "--store",
+                             str(tmp_path / "r.sqlite"), cwd=tmp_path), why)

@@ -1,6 +1,8 @@
 """Fault injection: crashes, hangs, kills, a full disk, a dying Dask worker."""
 
+import errno
 import os
+import pathlib
 import random
 import signal
 import sqlite3
@@ -11,10 +13,13 @@ import time
 import pytest
 from PIL import Image
 
-from harness.errors import StoreError
+from harness.errors import HarnessError, StoreError
+from harness.report import build_report
+from harness.report import plots as report_plots
 from harness.store import ImageRecord, ResultRow, ResultsStore
 from tests.conftest import count_rows, run_cli, stored_rows
 from tests.test_registry import _with_plugin, installed_plugin  # noqa: F401 (fixture)
+from tests.test_report import real_store  # noqa: F401 (fixture)
 
 
 def _errors(store):
@@ -55,13 +60,41 @@ def test_a_codec_that_hangs_hits_the_time_limit(installed_plugin, photo_folder, 
 def test_a_hang_the_signal_cannot_stop_is_killed_by_the_watchdog(installed_plugin,  # noqa: F811
                                                                  photo_folder, tmp_path):
     started = time.monotonic()
+    # the innocent tasks take milliseconds; a limit of a few seconds keeps them clear of
+    # it on a loaded machine, while the stuck ones still need the watchdog
     done, store = _run_faulty("toy-stuck", installed_plugin, photo_folder, tmp_path,
-                              "--timeout", "1")
+                              "--timeout", "4")
     assert done.returncode == 1
     errors = _errors(store)
     assert [q for q, _ in errors] == [2.0, 2.0]
-    assert all("its worker was killed" in e for _, e in errors)
+    assert all("measurement did not finish within 4 s; its worker was killed" in e
+               for _, e in errors)
     assert count_rows(store) == 6 and time.monotonic() - started < 120
+
+
+def test_a_slow_set_up_is_not_counted_in_the_task_time_limit(installed_plugin,  # noqa: F811
+                                                             photo_folder, tmp_path):
+    # warm-up takes 13 s, longer than --timeout plus the watchdog's grace (11 s)
+    done, store = _run_faulty("toy-slow-warm-up", installed_plugin, photo_folder, tmp_path,
+                              "--timeout", "1")
+    assert done.returncode == 0, done.stderr
+    assert _errors(store) == [] and count_rows(store) == 6
+
+
+def test_a_set_up_past_its_own_limit_is_killed(installed_plugin, photo_folder,  # noqa: F811
+                                               tmp_path):
+    started = time.monotonic()
+    store = tmp_path / "r.sqlite"
+    done = run_cli("run", "--datasets", str(photo_folder), "--codecs", "toy-slow-warm-up",
+                   "--qualities", "2", "--jobs", "2", "--store", str(store), "--no-progress",
+                   "--no-report", "--setup-timeout", "1", "--timeout", "600",
+                   env=_with_plugin(installed_plugin), cwd=tmp_path)
+    assert done.returncode == 1
+    errors = _errors(store)
+    assert len(errors) == count_rows(store) == 2
+    assert all("set-up (loading, warm-up) did not finish within 1 s; its worker was killed"
+               in e for _, e in errors)
+    assert time.monotonic() - started < 120
 
 
 def test_ten_kills_at_random_moments_then_resume(tmp_path, sample_pixels):
@@ -141,3 +174,117 @@ def test_dask_local_cluster_survives_a_killed_worker(tmp_path, photo_folder):
     assert outcome.done == len(tasks) and outcome.failed == 0
     assert store.count_results() == len(tasks) == 2 * 28
     store.close()
+
+
+def test_workers_end_soon_after_their_parent_is_killed(installed_plugin, photo_folder,  # noqa: F811
+                                                       tmp_path):
+    psutil = pytest.importorskip("psutil")
+    env = dict(os.environ, **_with_plugin(installed_plugin))
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--datasets", str(photo_folder), "--codecs",
+         "toy-hang", "--qualities", "2", "--jobs", "2", "--store", str(tmp_path / "r.sqlite"),
+         "--no-progress", "--no-report"],
+        cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        workers: list = []
+        while len(workers) < 2 and time.monotonic() < deadline:  # both hang in encode
+            time.sleep(0.5)
+            workers = [p for p in psutil.Process(parent.pid).children(recursive=True)
+                       if "LokyProcess" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        helpers = psutil.Process(parent.pid).children(recursive=True)  # + resource trackers
+        os.kill(parent.pid, signal.SIGKILL)  # the parent alone
+        parent.wait()
+        killed_at = time.monotonic()
+        alive = helpers
+        while alive and time.monotonic() - killed_at < 5:
+            time.sleep(0.2)
+            alive = [p for p in helpers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert alive == [], [" ".join(p.cmdline()) for p in alive]
+    finally:
+        for process in psutil.Process().children(recursive=True):
+            if process.pid != parent.pid:
+                process.kill()
+        parent.kill()
+
+
+def _left_in(folder):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_ctrl_c_during_a_render_is_held_until_the_stage_ends(real_store, tmp_path,  # noqa: F811
+                                                             monkeypatch):
+    finished = []
+    render = report_plots.render_plots
+
+    def interrupted_while_drawing(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, in the middle of native drawing
+        time.sleep(0.3)
+        finished.append(True)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(report_plots, "render_plots", interrupted_while_drawing)
+    out = tmp_path / "reports" / "report"
+    with pytest.raises(KeyboardInterrupt):
+        build_report(real_store, out)
+    assert finished == [True]  # the stage ran to its end; the interrupt came after it
+    assert _left_in(out.parent) == []  # no report, no half-written folder
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_report_rendering_exits_130_without_a_traceback(real_store,  # noqa: F811
+                                                                      tmp_path):
+    # the moments vary, so a signal lands in imports, reading, BD, drawing and writing
+    for delay in (0.3, 0.6, 0.9, 1.2, 1.6, 2.0, 2.5, 3.0):
+        out = tmp_path / f"r{delay}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "harness", "report", "--store", str(real_store), "--out",
+             str(out)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+        assert "Traceback" not in stderr and "Fatal" not in stderr, (delay, stderr)
+        if process.returncode == 130:
+            assert "interrupted" in stderr
+            assert not out.exists()
+        else:  # it came after the work: -2 when it hit Python's own shutdown
+            assert process.returncode in (0, -signal.SIGINT), (delay, stderr)
+            assert (out / "index.html").is_file()
+
+
+def test_a_full_disk_while_writing_the_report_is_a_clear_error(real_store, tmp_path,  # noqa: F811
+                                                               monkeypatch):
+    out = tmp_path / "reports" / "report"
+    build_report(real_store, out)
+    before = (out / "index.html").read_bytes()
+    write_text = pathlib.Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.name == "index.html":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
+    with pytest.raises(HarnessError, match="No space left on device.*previous report.*kept"):
+        build_report(real_store, out)
+    assert _left_in(out.parent) == ["report"]  # nothing half-written beside it
+    assert (out / "index.html").read_bytes() == before
+
+
+def test_a_full_disk_on_a_real_filesystem(real_store, tmp_path):  # noqa: F811
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a small filesystem here (needs root)")
+    try:
+        done = run_cli("report", "--store", str(real_store), "--out", str(mount / "rep"),
+                       cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
+        assert _left_in(mount) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

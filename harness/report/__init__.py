@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.errors import UsageError
-from harness.processes import pid_alive
+from harness.errors import HarnessError, UsageError
+from harness.processes import deferred_interrupts, interrupt_point, pid_alive
 from harness.report import html as _html
 from harness.report import plots as _plots
 from harness.report import runinfo as _runinfo
 from harness.report import tables as _tables
 
-__all__ = ["build_report", "curves_frame", "REPORT_MARKER"]
+__all__ = ["build_report", "check_report_folder", "curves_frame", "REPORT_MARKER"]
 
 REPORT_MARKER = "report.json"
 REPORT_KIND = "harness-report"
@@ -44,6 +44,7 @@ class _Stages:
 
     @contextmanager
     def __call__(self, name: str):
+        interrupt_point()  # a held Ctrl-C stops the render between stages
         start = time.perf_counter()
         try:
             yield
@@ -123,6 +124,23 @@ def _check_replaceable(final: Path) -> None:
                 "replaced. Choose another report folder or move it away.")
 
 
+def check_report_folder(out_dir, store_path) -> Path:
+    """The absolute report folder, once it is known that a report may be written there.
+
+    Raises:
+        UsageError: the name is no folder, the folder holds something else than a
+            harness report, or it holds the store.
+    """
+    final = Path(out_dir)
+    if final.name in ("", ".", ".."):
+        raise UsageError(f"{out_dir!r} cannot be a report folder; name a folder")
+    final = final.absolute()
+    _check_replaceable(final)
+    if final in Path(store_path).absolute().parents:
+        raise UsageError(f"the report folder {final} holds the store; choose another")
+    return final
+
+
 def _move_into_place(tmp: Path, final: Path) -> None:
     if not final.exists():
         os.rename(tmp, final)
@@ -139,6 +157,7 @@ def _move_into_place(tmp: Path, final: Path) -> None:
 
 # --- build ------------------------------------------------------------------------------
 
+@deferred_interrupts()  # Ctrl-C stops the render between stages, never inside native code
 def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=None,
                  anchor=None, method="pchip", include_published=True, extra_curves=(),
                  title="Benchmark report", timings: dict | None = None) -> Path:
@@ -168,16 +187,10 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
     store_file = Path(store_path)
     if not store_file.is_file():
         raise UsageError(f"no results store at {store_file}; run `harness run` first")
-    final = Path(out_dir)
-    if final.name in ("", ".", ".."):
-        raise UsageError(f"{out_dir!r} cannot be a report folder; name a folder")
-    final = final.absolute()
-    _check_replaceable(final)
-    if final in store_file.absolute().parents:
-        raise UsageError(f"the report folder {final} holds the store; choose another")
+    final = check_report_folder(out_dir, store_file)
 
     with stage("load"):
-        with ResultsStore(store_file) as store:
+        with ResultsStore(store_file, readonly=True) as store:
             rows = store.rows(datasets=datasets, codecs=codecs)
             runs = store.runs()
             curves = list(_curves.measured_curves(store, datasets=datasets, codecs=codecs))
@@ -216,11 +229,11 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         cache = _plots.RDCache()
         info = _runinfo.run_summary(summary, frame, runs, bd, curves, latest, cache.has)
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(final.parent, final.name)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale(final.parent, final.name)
+        tmp.mkdir()
         with stage("write tables"):
             files = []
             for table in (means, bd_table, per_image, points):
@@ -259,6 +272,14 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
                                              encoding="utf-8")
         with stage("finish"):
             _move_into_place(tmp, final)
+    except OSError as exc:  # a full disk, a folder we may not write
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = " The previous report there is kept." if final.exists() else ""
+        raise HarnessError(
+            f"cannot write the report {final}: {exc.strerror or exc}. Nothing of it was"
+            f" left behind.{kept} Free some space or choose another folder (--out, or"
+            " --report for `harness run`), then run `harness report` again; the results"
+            " store is not affected.") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,6 +1,7 @@
 """Third-party codecs for the plugin and fault tests: a bit-dropping toy, and faulty ones."""
 
 import ctypes
+import os
 import signal
 import struct
 import time
@@ -63,3 +64,16 @@ class StuckAtTwo(ToyQuantizer):
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
             time.sleep(3600)
         return super().encode(image, quality)
+
+
+class SlowWarmUp(ToyQuantizer):
+    """Takes $TOY_WARM_UP_S seconds (default 13) to warm up, once per process, as a big
+    model loading can; encoding and decoding are fast."""
+
+    name = "toy-slow-warm-up"
+    _warm = False
+
+    def warm_up(self, quality):
+        if not SlowWarmUp._warm:
+            time.sleep(float(os.environ.get("TOY_WARM_UP_S", "13")))
+            SlowWarmUp._warm = True
