@@ -71,11 +71,15 @@ def test_bd_table_explains_what_it_cannot_compute():
                                                         "psnr-rgb": [28.0, 30.0, 32.0]})
     far = curve_from_results("far", "d", "imported", {"bpp": [5.0, 6.0], "psnr-rgb": [50, 51]})
     table = bd_table([good, flat, far], anchor="good", metrics=["psnr"]).set_index("codec")
-    assert math.isnan(table.loc["flat", "bd_rate"])
-    assert "strictly" in table.loc["flat", "warning"]
-    assert math.isnan(table.loc["far", "bd_rate"]) and "overlap" in table.loc["far", "warning"]
+    assert math.isnan(table.loc["flat [imported]", "bd_rate"])
+    assert "strictly" in table.loc["flat [imported]", "warning"]
+    assert table.loc["flat [imported]", "reason"] == "non-monotonic"
+    far = table.loc["far [imported]"]
+    assert math.isnan(far["bd_rate"]) and "overlap" in far["warning"]
+    assert far["reason"] == "no-overlap"
     no_anchor = bd_table([good, flat], metrics=["psnr"])
     assert set(no_anchor["warning"]) == {"no anchor (VTM, BPG or JPEG): pass --anchor NAME"}
+    assert set(no_anchor["reason"]) == {"no-anchor"}
 
 
 def test_default_anchor_prefers_vtm_then_bpg_then_jpeg():
@@ -94,7 +98,8 @@ def _store_with_two_fingerprints(path):
     for run, fingerprint, psnr in ((1, "old", 30.0), (2, "new", 31.0)):
         for quality, bpp in ((10, 0.5), (90, 2.0)):
             store.put_result(ResultRow("jpeg", fingerprint, quality, "h", 10, 10, 1, bpp,
-                                       psnr + quality / 10, 0.9, 10.0, 0.1, 0.1), run_id=run)
+                                       psnr + quality / 10, 0.9, 10.0, 0.1, 0.1,
+                                       payload_bytes=bpp * 100 / 8), run_id=run)
     return store
 
 
@@ -125,7 +130,8 @@ def test_bd_command_mixes_published_and_files(tmp_path):
                    "--metrics", "psnr", "--format", "csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
-    assert {r["codec"] for r in rows} == {"my-model", "bpg444@published"}
+    assert {r["codec"] for r in rows} == {"my-model [imported: mine.json]", "bpg444@published"}
+    assert {(r["rate"], r["aggregate"]) for r in rows} == {("payload", "mean-linear")}
     assert {r["anchor"] for r in rows} == {"vtm@published"}
     text = run_cli("bd", "--files", f"kodak={mine}", "--anchor", "bpg@published",
                    cwd=tmp_path)
