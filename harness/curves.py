@@ -402,8 +402,10 @@ def require_anchor(anchor: str | None, curves: Sequence[Curve]) -> None:
         return
     known = {c.label for c in curves} | {c.name for c in curves} | {
         f"{a}{PUBLISHED}" for d in datasets for a in published_names(d)}
+    hint = (f" Did you mean {anchor}{PUBLISHED}?" if f"{anchor}{PUBLISHED}" in known
+            else did_you_mean(anchor, known))
     raise UsageError(f"no anchor curve {anchor!r} on {', '.join(datasets) or 'any dataset'}."
-                     f"{did_you_mean(anchor, known)} Anchors are curve names as the BD table"
+                     f"{hint} Anchors are curve names as the BD table"
                      " shows them (a measured codec, NAME@published, an imported curve).")
 
 
