@@ -8,6 +8,7 @@ import shutil
 
 import bjontegaard
 import pytest
+from PIL import Image
 
 from harness.curves import (
     bd_table,
@@ -425,3 +426,42 @@ def test_reason_codes_reach_every_output_format(tmp_path, jpeg_on_sample):
     assert any(r["reason"] == "close-rates" for r in manifest["bd"])
     assert "rate: payload" in manifest["conventions"]
     assert "rate: payload" in (out / "index.html").read_text()
+
+
+# --- the export's bpp is CompressAI's eval_model bpp ----------------------------------------
+
+def test_exported_bpp_equals_compressai_eval_model(tmp_path, sample_pixels):
+    """A zoo architecture with random weights, saved as a checkpoint, measured by the
+    CLI and exported: its ``bpp`` is what ``compressai.utils.eval_model`` computes in
+    its real (entropy-coded) mode on the same model and images: the bits of the strings
+    over the original image's pixels. ``bpp-file`` adds the harness's header."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("compressai")
+    from compressai.utils.eval_model.__main__ import inference, read_image
+    from compressai.zoo import bmshj2018_factorized
+
+    torch.manual_seed(0)
+    model = bmshj2018_factorized(quality=1, pretrained=False).eval()
+    model.update(force=True)
+    checkpoint = tmp_path / "random.pth"
+    torch.save(model.state_dict(), checkpoint)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    # eval_model measures MS-SSIM too, which needs more than 160 pixels a side
+    crops = {"a.png": sample_pixels[:176, :200], "b.png": sample_pixels[40:210, 60:250]}
+    for name, pixels in crops.items():
+        Image.fromarray(pixels).save(folder / name)
+    store = tmp_path / "s.sqlite"
+    done = run_cli("run", "--codecs", "bmshj2018-factorized", "--checkpoint", str(checkpoint),
+                   "--datasets", str(folder), "--store", str(store), "--no-report",
+                   "--no-progress", "--jobs", "1")
+    assert done.returncode == 0, done.stderr
+    assert run_cli("export", "--store", str(store), "--out",
+                   str(tmp_path / "out")).returncode == 0
+    (exported,) = (tmp_path / "out").rglob("*.json")
+    results = json.loads(exported.read_text())["results"]
+    with torch.no_grad():
+        theirs = [inference(model, read_image(folder / name))["bpp"]
+                  for name in sorted(crops)]
+    assert results["bpp"] == [pytest.approx(sum(theirs) / len(theirs), abs=1e-6)]
+    assert results["bpp-file"][0] > results["bpp"][0]  # the header is counted there only
