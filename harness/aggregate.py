@@ -1,7 +1,16 @@
 """Per-image rows -> per codec/dataset/quality means, and the tables users read.
 
-Means follow CompressAI's evaluation: the arithmetic mean over images of per-image
-bpp, PSNR (dB) and MS-SSIM. Policy for lossless reconstructions (PSNR = inf): the
+Conventions (one place, used by every table, curve, BD value, plot and check):
+
+- aggregation ``mean-linear`` (default, the literature's: CompressAI's results files,
+  its plots and the papers): per quality, the means over images of bpp, PSNR (dB) and
+  *linear* MS-SSIM; MS-SSIM dB = -10*log10(1 - mean MS-SSIM). ``mean-db`` is the
+  named alternative: the mean of per-image MS-SSIM dB (bpp and PSNR are the same).
+- rate ``payload`` (default, as CompressAI and the papers count it): the entropy-coded
+  payload alone (``payload_bytes``; for file formats the whole file); ``file``: the
+  whole bitstream, the harness's header included.
+
+Policy for lossless reconstructions (PSNR = inf): the
 mean PSNR is taken over the finite values and the ``lossless`` column counts the
 images left out; when every image is lossless the mean is inf. MS-SSIM NaN (image
 too small for 5 scales) is left out of the MS-SSIM mean the same way, and rows with
@@ -18,6 +27,29 @@ import pandas as pd
 
 GROUP = ["codec", "codec_fingerprint", "dataset", "quality"]
 MEASURES = ["bpp", "payload_bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s"]
+AGGREGATES = ("mean-linear", "mean-db")
+RATES = ("payload", "file")
+DEFAULT_AGGREGATE, DEFAULT_RATE = AGGREGATES[0], RATES[0]
+# rate convention -> the summary column that holds it
+RATE_COLUMN = {"payload": "payload_bpp", "file": "bpp"}
+
+
+def check_convention(aggregate: str, rate: str) -> None:
+    from harness.errors import UsageError
+
+    if aggregate not in AGGREGATES:
+        raise UsageError(f"unknown aggregation {aggregate!r}; use one of {', '.join(AGGREGATES)}")
+    if rate not in RATES:
+        raise UsageError(f"unknown rate {rate!r}; use one of {', '.join(RATES)}")
+
+
+def convention_text(aggregate: str, rate: str) -> str:
+    """The one line every output carries to say how its numbers were made."""
+    rates = {"payload": "entropy-coded payload bpp (header left out)",
+             "file": "whole-file bpp (header included)"}
+    aggregates = {"mean-linear": "means over images, MS-SSIM dB of the mean linear MS-SSIM",
+                  "mean-db": "means over images, MS-SSIM dB as the mean of per-image dB"}
+    return f"rate: {rate} ({rates[rate]}); aggregation: {aggregate} ({aggregates[aggregate]})"
 
 
 def _finite_mean(values: pd.Series) -> float:
@@ -27,8 +59,12 @@ def _finite_mean(values: pd.Series) -> float:
     return math.inf if (values == math.inf).any() else math.nan
 
 
-def summarize(rows: Sequence[dict]) -> pd.DataFrame:
-    """One line per codec, fingerprint, dataset and quality, sorted by rate."""
+def summarize(rows: Sequence[dict], aggregate: str = DEFAULT_AGGREGATE) -> pd.DataFrame:
+    """One line per codec, fingerprint, dataset and quality, sorted by rate.
+
+    ``bpp`` is the whole-file rate and ``payload_bpp`` the payload's; ``ms_ssim_db``
+    follows ``aggregate`` (see the module's conventions).
+    """
     columns = GROUP + ["images", "errors", "lossless"] + MEASURES
     if not rows:
         return pd.DataFrame(columns=columns)
@@ -47,6 +83,10 @@ def summarize(rows: Sequence[dict]) -> pd.DataFrame:
         line["lossless"] = int((good["psnr"] == math.inf).sum())
         for measure in MEASURES:
             line[measure] = _finite_mean(good[measure]) if len(good) else math.nan
+        if aggregate == "mean-linear":
+            mean = line["ms_ssim"]
+            line["ms_ssim_db"] = (math.inf if mean == 1 else -10 * math.log10(1 - mean)
+                                  if mean < 1 else math.nan)
         lines.append(line)
     out = pd.DataFrame(lines, columns=columns)
     return out.sort_values(["dataset", "codec", "bpp"], kind="stable").reset_index(drop=True)
@@ -60,14 +100,19 @@ def _fmt(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def format_table(summary: pd.DataFrame) -> str:
-    """A plain-text table: one line per codec, dataset and quality."""
-    header = ["dataset", "codec", "quality", "images", "bpp", "PSNR dB", "MS-SSIM",
+def format_table(summary: pd.DataFrame, aggregate: str = DEFAULT_AGGREGATE) -> str:
+    """A plain-text table: one line per codec, dataset and quality, and its conventions.
+
+    ``bpp`` is the payload rate (the one compared with published curves), ``file bpp``
+    the whole file's.
+    """
+    header = ["dataset", "codec", "quality", "images", "bpp", "file bpp", "PSNR dB", "MS-SSIM",
               "MS-SSIM dB", "enc s", "dec s", "errors"]
     lines = []
     for r in summary.itertuples(index=False):
         psnr = _fmt(r.psnr, 2) + (f" (+{r.lossless} lossless)" if r.lossless else "")
-        lines.append([r.dataset, r.codec, f"{r.quality:g}", str(r.images), _fmt(r.bpp, 4),
+        lines.append([r.dataset, r.codec, f"{r.quality:g}", str(r.images),
+                      _fmt(r.payload_bpp, 4), _fmt(r.bpp, 4),
                       psnr, _fmt(r.ms_ssim, 4), _fmt(r.ms_ssim_db, 2), _fmt(r.encode_s, 4),
                       _fmt(r.decode_s, 4), str(r.errors) if r.errors else ""])
     widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
@@ -78,4 +123,5 @@ def format_table(summary: pd.DataFrame) -> str:
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([render(header), rule] + [render(line) for line in lines])
+    return "\n".join([render(header), rule] + [render(line) for line in lines]
+                     + [convention_text(aggregate, "payload")])

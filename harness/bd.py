@@ -22,6 +22,20 @@ Interpolation methods (``METHODS``):
 * ``"cubic"``: one third-order polynomial per curve, least-squares fitted (exact through 4
   points), as in VCEG-M33. Needs at least 4 points.
 
+Guards (each refusal carries a short machine-readable ``code`` beside its message,
+on :class:`BDInputError` and :class:`BDWarning` alike):
+
+* ``non-monotonic``: BD-rate interpolates log rate over quality, so every method
+  (cubic too) needs quality strictly increasing with rate; BD-PSNR interpolates over
+  log rate and accepts any quality;
+* ``close-rates``: two rates of one curve closer than ``min_spacing`` (relative, default
+  ``MIN_RATE_SPACING`` = 0.5 %) make every interpolant swing between them;
+* ``low-overlap``: when the two curves share less than ``min_overlap`` (default
+  ``MIN_OVERLAP`` = 20 %) of the test curve's range, the value is NaN (``no-overlap``
+  when they share nothing); above it but below 100 % the value is given with a
+  ``partial-overlap`` warning;
+* ``too-few-points`` and ``bad-input`` for the rest.
+
 MS-SSIM: BD computations on MS-SSIM use MS-SSIM in dB, ``-10*log10(1 - MS-SSIM)``, as
 learned-compression papers do. The functions here do not convert: callers pass dB
 values, for instance through :func:`msssim_to_db`. BD-rate depends on the quality scale
@@ -52,14 +66,26 @@ METHODS: tuple[str, ...] = ("pchip", "akima", "cubic")
 
 _MIN_POINTS = {"pchip": 2, "akima": 2, "cubic": 4}
 _AKIMA_BREAK = 1e-9
+MIN_RATE_SPACING = 0.005
+"""Smallest relative gap between two rates of one curve (0.5 %)."""
+MIN_OVERLAP = 0.2
+"""Smallest share of the test curve's range the anchor must cover for a BD value."""
 
 
 class BDWarning(UserWarning):
     """A BD value is undefined (NaN) or covers less than the test curve's range."""
 
+    def __init__(self, message: str, code: str = "partial-overlap"):
+        super().__init__(message)
+        self.code = code
+
 
 class BDInputError(UsageError, ValueError):
     """RD points or options that a BD metric cannot be computed from."""
+
+    def __init__(self, message: str, code: str = "bad-input"):
+        super().__init__(message)
+        self.code = code
 
 
 def msssim_to_db(x):
@@ -95,6 +121,9 @@ def bd_rate(
     test_rate: Sequence[float],
     test_quality: Sequence[float],
     method: str = "pchip",
+    *,
+    min_spacing: float = MIN_RATE_SPACING,
+    min_overlap: float = MIN_OVERLAP,
 ) -> float:
     """Bjøntegaard-delta rate of the test curve against the anchor curve, in percent.
 
@@ -151,13 +180,13 @@ def bd_rate(
         -20.0
     """
     method = _check_method(method)
-    anchor = _curve("anchor", anchor_rate, anchor_quality, method)
-    test = _curve("test", test_rate, test_quality, method)
+    anchor = _curve("anchor", anchor_rate, anchor_quality, method, min_spacing)
+    test = _curve("test", test_rate, test_quality, method, min_spacing)
     for name, (rate, quality) in (("anchor", anchor), ("test", test)):
         _check_quality_axis(name, rate, quality, method)
     delta = _mean_difference(
         np.log10(anchor[0]), anchor[1], np.log10(test[0]), test[1],
-        x_is_rate=False, method=method, metric="BD-rate",
+        x_is_rate=False, method=method, metric="BD-rate", min_overlap=min_overlap,
     )
     return float((10.0**delta - 1.0) * 100.0)
 
@@ -168,6 +197,9 @@ def bd_psnr(
     test_rate: Sequence[float],
     test_quality: Sequence[float],
     method: str = "pchip",
+    *,
+    min_spacing: float = MIN_RATE_SPACING,
+    min_overlap: float = MIN_OVERLAP,
 ) -> float:
     """Bjøntegaard-delta quality (BD-PSNR) of the test curve against the anchor curve.
 
@@ -204,11 +236,11 @@ def bd_psnr(
             does not cover the test curve's (the average is over the overlap only).
     """
     method = _check_method(method)
-    anchor = _curve("anchor", anchor_rate, anchor_quality, method)
-    test = _curve("test", test_rate, test_quality, method)
+    anchor = _curve("anchor", anchor_rate, anchor_quality, method, min_spacing)
+    test = _curve("test", test_rate, test_quality, method, min_spacing)
     delta = _mean_difference(
         np.log10(anchor[0]), anchor[1], np.log10(test[0]), test[1],
-        x_is_rate=True, method=method, metric="BD-PSNR",
+        x_is_rate=True, method=method, metric="BD-PSNR", min_overlap=min_overlap,
     )
     return float(delta)
 
@@ -275,7 +307,8 @@ def _as_vector(name: str, what: str, values: object) -> np.ndarray:
     return arr
 
 
-def _curve(name: str, rate: object, quality: object, method: str) -> tuple[np.ndarray, np.ndarray]:
+def _curve(name: str, rate: object, quality: object, method: str,
+           min_spacing: float = MIN_RATE_SPACING) -> tuple[np.ndarray, np.ndarray]:
     """Validate one curve and return (rate, quality) sorted by rate."""
     r = _as_vector(name, "rates", rate)
     q = _as_vector(name, "qualities", quality)
@@ -285,7 +318,7 @@ def _curve(name: str, rate: object, quality: object, method: str) -> tuple[np.nd
     if len(r) < need:
         raise BDInputError(
             f"{name} curve has {len(r)} point{'s' if len(r) != 1 else ''}; "
-            f"method {method!r} needs at least {need}"
+            f"method {method!r} needs at least {need}", "too-few-points"
         )
     for what, arr in (("rate", r), ("quality", q)):
         bad = np.flatnonzero(~np.isfinite(arr))
@@ -308,8 +341,17 @@ def _curve(name: str, rate: object, quality: object, method: str) -> tuple[np.nd
         first, second = sorted((int(order[k]), int(order[k + 1])))
         raise BDInputError(
             f"{name} curve: points {first} and {second} have the same rate {float(r[k])!r}; "
-            "rates must be distinct"
+            "rates must be distinct", "close-rates"
         )
+    spacing = r[1:] / r[:-1] - 1.0
+    close = np.flatnonzero(spacing < min_spacing)
+    if close.size:
+        k = int(close[0])
+        raise BDInputError(
+            f"{name} curve: rates {float(r[k])!r} and {float(r[k + 1])!r} are "
+            f"{spacing[k]:.3%} apart, closer than the {min_spacing:.2%} a BD interpolation "
+            "needs (between such points every interpolant swings). Drop one of them",
+            "close-rates")
     return r, q
 
 
@@ -320,9 +362,8 @@ def _check_quality_axis(name: str, rate: np.ndarray, quality: np.ndarray, method
         if distinct < 4:
             raise BDInputError(
                 f"{name} curve has only {distinct} distinct quality values; "
-                "method 'cubic' BD-rate needs at least 4"
+                "method 'cubic' BD-rate needs at least 4", "too-few-points"
             )
-        return
     bad = np.flatnonzero(np.diff(quality) <= 0)
     if bad.size:
         k = int(bad[0])
@@ -330,7 +371,8 @@ def _check_quality_axis(name: str, rate: np.ndarray, quality: np.ndarray, method
             f"{name} curve: quality does not increase strictly with rate (rate {float(rate[k])!r} "
             f"has quality {float(quality[k])!r}, rate {float(rate[k + 1])!r} has quality "
             f"{float(quality[k + 1])!r}); method {method!r} BD-rate needs quality strictly "
-            "increasing with rate. Fix or remove the point: it is not re-sorted or filtered"
+            "increasing with rate. Fix or remove the point: it is not re-sorted or filtered",
+            "non-monotonic"
         )
 
 
@@ -343,6 +385,7 @@ def _mean_difference(
     x_is_rate: bool,
     method: str,
     metric: str,
+    min_overlap: float = MIN_OVERLAP,
 ) -> float:
     """Mean of (test - anchor) over the overlap of the abscissa ranges."""
     if x_is_rate:
@@ -354,20 +397,22 @@ def _mean_difference(
     lo, hi = max(a_lo, t_lo), min(a_hi, t_hi)
     ranges = _ranges_text(x_is_rate, (a_lo, a_hi), (t_lo, t_hi))
     if not hi > lo:
-        warnings.warn(
+        warnings.warn(BDWarning(
             f"{metric} is undefined (NaN): the curves do not overlap in {axis} ({ranges})",
-            BDWarning,
-            stacklevel=3,
-        )
+            "no-overlap"), stacklevel=3)
         return math.nan
     if a_lo > t_lo or a_hi < t_hi:
         share = (hi - lo) / (t_hi - t_lo)
-        warnings.warn(
+        if share < min_overlap:
+            warnings.warn(BDWarning(
+                f"{metric} is undefined (NaN): the anchor covers only {share:.1%} of the test "
+                f"curve's {axis} range ({ranges}), below the {min_overlap:.0%} asked for"
+                " (--min-overlap)", "low-overlap"), stacklevel=3)
+            return math.nan
+        warnings.warn(BDWarning(
             f"{metric}: the anchor covers only {share:.1%} of the test curve's {axis} range "
-            f"({ranges}); the average is taken over the overlap only",
-            BDWarning,
-            stacklevel=3,
-        )
+            f"({ranges}); the average is taken over the overlap only", "partial-overlap"),
+            stacklevel=3)
     diff = _integral(xt, yt, method, lo, hi) - _integral(xa, ya, method, lo, hi)
     return diff / (hi - lo)
 

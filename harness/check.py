@@ -76,6 +76,7 @@ class CheckReport:
     method: str
     gates: list[Gate] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
+    conventions: str = ""  # the rate and aggregation the comparison used
 
     @property
     def verdict(self) -> str:
@@ -94,6 +95,7 @@ class CheckReport:
     def to_dict(self) -> dict:
         return {"verdict": self.verdict, "exit_code": self.exit_code, "codec": self.codec,
                 "baseline": self.baseline, "method": self.method,
+                "conventions": self.conventions,
                 "gates": [asdict(g) for g in self.gates],
                 "comparisons": [asdict(c) for c in self.comparisons]}
 
@@ -236,6 +238,8 @@ def to_text(report: CheckReport) -> str:
         for m in c.moved_images[:10]:
             lines.append(f"    moved: {m['image']}: PSNR {m['delta_psnr_db']:+.3f} dB,"
                          f" bpp {m['delta_bpp_percent']:+.2f} %")
+    if report.conventions:
+        lines.append(f"  {report.conventions}")
     lines.append("gates:")
     lines.extend(f"  {'ok  ' if g.passed else 'FAIL'} {g.name}: {g.message}"
                  for g in report.gates)
@@ -252,6 +256,8 @@ def to_markdown(report: CheckReport) -> str:
         n = c.numbers
         lines.append(f"| {c.dataset} | {c.kind} | {c.verdict} | {_fmt(n.get('delta_psnr_db'))}"
                      f" | {_fmt(n.get('delta_rate_percent'))} | {_fmt(n.get('bd_rate_percent'))} |")
+    if report.conventions:
+        lines += ["", report.conventions]
     lines += ["", "| gate | result | detail |", "|---|---|---|"]
     lines += [f"| {g.name} | {'pass' if g.passed else '**fail**'} | {g.message} |"
               for g in report.gates]

@@ -249,7 +249,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     _require_store(args.store)
     with ResultsStore(args.store, readonly=True) as store:
-        paths = export_store(store, args.out)
+        paths = export_store(store, args.out, args.aggregate, args.rate)
     for path in paths:
         print(path)
     if not paths:
@@ -259,10 +259,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from harness.interchange import import_results
+    from harness.interchange import import_results, remove_imported
     from harness.store import ResultsStore
 
+    if bool(args.files) == bool(args.remove):
+        raise UsageError("give results files to import, or --remove NAME, not both")
     with ResultsStore(args.store) as store:
+        for name in args.remove or ():
+            count = remove_imported(store, name, args.dataset)
+            print(f"removed {name}: {count} curve(s)")
         for path in args.files:
             info = import_results(store, path, args.dataset)
             print(f"imported {info['name']} on {info['dataset']}: {info['points']} points")
@@ -272,52 +277,91 @@ def cmd_import(args: argparse.Namespace) -> int:
 # --- harness bd -------------------------------------------------------------------------
 
 def collect_curves(args: argparse.Namespace, datasets: list[str] | None = None) -> list:
-    """Curves from the store (measured and imported), result files and published names."""
+    """Curves from the store (measured and imported), result files and published names.
+
+    ``datasets`` are names, aliases or folders as ``harness run`` takes them. Measured
+    curves follow ``--aggregate`` and ``--rate``; every label is unique per dataset.
+    """
     from harness.curves import (
-        curve_from_file,
         imported_curves,
         measured_curves,
         published_curves,
+        unique_labels,
     )
+    from harness.datasets import dataset_id
     from harness.store import ResultsStore
 
+    datasets = [dataset_id(d) for d in datasets] if datasets else None
+    aggregate, rate = _convention(args)
     curves = []
     if Path(args.store).is_file():
         with ResultsStore(args.store, readonly=True) as store:
-            curves += measured_curves(store, datasets=datasets, codecs=args.codecs)
-            curves += imported_curves(store)
+            curves += measured_curves(store, datasets=datasets, codecs=args.codecs,
+                                      aggregate=aggregate, rate=rate)
+            curves += imported_curves(store, want_rate=rate)
     elif args.store != str(DEFAULT_STORE):
         _require_store(args.store)
-    for item in args.files or ():
-        dataset, _, path = item.rpartition("=")
-        curves.append(curve_from_file(path, dataset or Path(path).resolve().parent.name))
+    curves += file_curves(args.files, rate)
     in_play = datasets or list(dict.fromkeys(c.dataset for c in curves))
     if args.published:
-        found = published_curves(in_play, args.published)
-        if not found:
-            raise UsageError(f"no published curve named {', '.join(args.published)} on"
-                             f" {', '.join(in_play) or 'these datasets'}")
-        curves += found
+        curves += published_curves(in_play, args.published)
     if datasets:
+        missing = [d for d in datasets if not any(c.dataset == d for c in curves)]
+        if missing and curves:
+            from harness.errors import did_you_mean
+
+            known = {c.dataset for c in curves}
+            _say(f"warning: no curve on {', '.join(missing)}."
+                 f"{did_you_mean(missing[0], known)} Datasets with curves:"
+                 f" {', '.join(sorted(known))}")
         curves = [c for c in curves if c.dataset in datasets]
+    return unique_labels(curves)
+
+
+def file_curves(items, rate: str | None = None) -> list:
+    """Curves of ``[DATASET=]FILE`` arguments (dataset: the prefix, the file's meta, or its
+    folder's name)."""
+    from harness.curves import curve_from_file
+
+    curves = []
+    for item in items or ():
+        dataset, _, path = item.rpartition("=")
+        curves.append(curve_from_file(path, dataset or None, want_rate=rate))
     return curves
 
 
+def _convention(args: argparse.Namespace) -> tuple[str, str]:
+    from harness.aggregate import DEFAULT_AGGREGATE, DEFAULT_RATE
+
+    return (getattr(args, "aggregate", None) or DEFAULT_AGGREGATE,
+            getattr(args, "rate", None) or DEFAULT_RATE)
+
+
 def cmd_bd(args: argparse.Namespace) -> int:
-    from harness.curves import bd_table
+    from harness.curves import bd_table, check_conventions, require_anchor
 
     curves = collect_curves(args, args.datasets)
     if not curves:
         raise UsageError("no curves to compare: run `harness run` first, or pass --files or"
                          " --published")
-    table = bd_table(curves, anchor=args.anchor, metrics=args.metrics, method=args.method)
+    require_anchor(args.anchor, curves)
+    conventions = check_conventions(curves, args.mixed_conventions)
+    table = bd_table(curves, anchor=args.anchor, metrics=args.metrics, method=args.method,
+                     min_overlap=args.min_overlap, min_spacing=args.min_spacing)
     if table.empty:
         _say("no comparison could be made (one curve per dataset?)")
         return EXIT_FAILED
     if args.format == "csv":
         print(table.to_csv(index=False), end="")
+    elif args.format == "json":
+        import json
+
+        from harness.check import _plain
+
+        print(json.dumps({"conventions": conventions, "rows": _plain(
+            table.to_dict(orient="records"))}, indent=2, allow_nan=False))
     else:
-        print(_format_bd_text(table))
+        print(_format_bd_text(table) + f"\n\n{conventions}")
     return EXIT_FAILED if table["bd_rate"].isna().all() else EXIT_OK
 
 
@@ -327,10 +371,10 @@ def _format_bd_text(table) -> str:
         quality = "BD-PSNR dB" if metric == "psnr" else "BD-MS-SSIM dB"
         lines = [f"{dataset} / {metric}: BD against {group['anchor'].iloc[0]}"
                  f" ({group['method'].iloc[0]})",
-                 f"  {'codec':40s} {'BD-rate %':>10s} {quality:>14s}  points"]
+                 f"  {'codec':40s} {'BD-rate %':>10s} {quality:>14s}  points  reason"]
         for row in group.itertuples(index=False):
             lines.append(f"  {row.codec:40s} {row.bd_rate:10.2f} {row.bd_quality:14.3f}"
-                         f"  {row.points:6d}")
+                         f"  {row.points:6d}  {row.reason}".rstrip())
             if row.warning:
                 lines.append(f"    note: {row.warning}")
         blocks.append("\n".join(lines))
@@ -367,18 +411,19 @@ def cmd_published(args: argparse.Namespace) -> int:
 # --- harness report ---------------------------------------------------------------------
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.curves import curve_from_file
+    from harness.datasets import dataset_id
 
     with deferred_interrupts():  # importing the plotting libraries included
         from harness.report import build_report
-    extra = []
-    for item in args.files or ():
-        dataset, _, path = item.rpartition("=")
-        extra.append(curve_from_file(path, dataset or Path(path).resolve().parent.name))
+    aggregate, rate = _convention(args)
+    extra = file_curves(args.files, rate)
     published = False if args.no_published else (args.published or True)
-    report = build_report(args.store, args.out, datasets=args.datasets, codecs=args.codecs,
+    datasets = [dataset_id(d) for d in args.datasets] if args.datasets else None
+    report = build_report(args.store, args.out, datasets=datasets, codecs=args.codecs,
                           anchor=args.anchor, method=args.method, include_published=published,
-                          extra_curves=extra, title=args.title)
+                          extra_curves=extra, title=args.title, aggregate=aggregate,
+                          rate=rate, mixed_conventions=args.mixed_conventions,
+                          min_overlap=args.min_overlap, min_spacing=args.min_spacing)
     print(report / "index.html")
     return EXIT_OK
 
@@ -574,28 +619,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     # codecs are told apart by fingerprint: two files may share a name
+    aggregate, rate = _convention(args)
     new_names = {c.fingerprint() for _, c in new_codecs}
     base_names = {c.fingerprint() for _, c in base_codecs}
     for dataset in datasets:
         in_set = [r for r in rows if r["dataset"] == dataset.id]
-        new_curve = _points(in_set, new_names, args.metric)
+        new_curve = _points(in_set, new_names, args.metric, aggregate, rate)
         if baseline_ckpts:
-            base_curve = _points(in_set, base_names, args.metric)
+            base_curve = _points(in_set, base_names, args.metric, aggregate, rate)
         else:
             spec = args.baseline[0]
             curve = None
             if spec.endswith("@published"):
                 curve = published_curve(spec, dataset.id)
             elif spec.endswith(".json"):
-                curve = curve_from_file(spec, dataset.id)
+                curve = curve_from_file(spec, dataset.id, want_rate=rate)
             elif Path(args.store).is_file():
                 with ResultsStore(args.store, readonly=True) as store:
-                    curve = next((c for c in measured_curves(store, datasets=[dataset.id])
+                    curve = next((c for c in measured_curves(store, datasets=[dataset.id],
+                                                             aggregate=aggregate, rate=rate)
                                   if c.name == spec), None)
             if curve is None:
                 raise UsageError(f"no baseline curve {spec!r} on {dataset.id}: name a"
                                  " published curve (vtm@published), a results JSON, a codec"
                                  " measured in the store, or checkpoint files")
+            if curve.convention != (aggregate, rate) and not args.mixed_conventions:
+                raise UsageError(
+                    f"the baseline {spec} was made with aggregation {curve.aggregate} and rate"
+                    f" {curve.rate}, the new checkpoints are measured with {aggregate} and"
+                    f" {rate}: comparing them would measure the rules, not the checkpoints."
+                    " Pass the baseline's --aggregate / --rate, or --mixed-conventions")
             base_curve = curve.rd(args.metric)
         if len(new_curve[0]) == 0:
             raise UsageError(f"no successful measurement of the new checkpoint(s) on"
@@ -615,6 +668,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                 [r for r in in_set if r["codec_fingerprint"] in new_names],
                 [r for r in in_set if r["codec_fingerprint"] in base_names], tol)
         report.comparisons.append(comparison)
+    from harness.aggregate import convention_text
+
+    report.conventions = convention_text(aggregate, rate)
     verdicts = [f"{c.dataset}: {c.verdict} ({c.numbers.get('reason', '')})"
                 for c in report.comparisons]
     report.gates.append(check.Gate("rd", all(c.verdict == check.PASS
@@ -622,14 +678,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return _check_output(args, report)
 
 
-def _points(rows: list[dict], fingerprints: set[str], metric: str):
+def _points(rows: list[dict], fingerprints: set[str], metric: str, aggregate: str, rate: str):
     """(bpp, quality) of each codec's mean over images, sorted by rate."""
-    from harness.aggregate import summarize
+    from harness.aggregate import RATE_COLUMN, summarize
     from harness.curves import METRIC_COLUMN
 
-    summary = summarize([r for r in rows if r["codec_fingerprint"] in fingerprints])
-    summary = summary[summary["images"] > 0].sort_values("bpp")
-    return summary["bpp"].to_numpy(), summary[METRIC_COLUMN[metric]].to_numpy()
+    summary = summarize([r for r in rows if r["codec_fingerprint"] in fingerprints], aggregate)
+    summary = summary[summary["images"] > 0].sort_values(RATE_COLUMN[rate])
+    return summary[RATE_COLUMN[rate]].to_numpy(), summary[METRIC_COLUMN[metric]].to_numpy()
 
 
 def _check_output(args: argparse.Namespace, report) -> int:
@@ -649,6 +705,29 @@ def _require_store(path: str) -> None:
 
 
 # --- parser -------------------------------------------------------------------------------
+
+def _add_convention_options(parser: argparse.ArgumentParser, compare: bool = True) -> None:
+    """--aggregate and --rate (and, for commands that compare curves, the guards)."""
+    from harness import bd
+    from harness.aggregate import AGGREGATES, RATES
+
+    parser.add_argument("--aggregate", default=AGGREGATES[0], choices=AGGREGATES,
+                        help="mean-linear (default, as CompressAI and the papers): MS-SSIM"
+                             " dB of the mean linear MS-SSIM; mean-db: mean of per-image dB")
+    parser.add_argument("--rate", default=RATES[0], choices=RATES,
+                        help="payload (default, as CompressAI and the papers): the"
+                             " entropy-coded payload; file: the whole file, header included")
+    if not compare:
+        return
+    parser.add_argument("--mixed-conventions", action="store_true",
+                        help="compare curves made by different --aggregate / --rate rules")
+    parser.add_argument("--min-overlap", type=float, default=bd.MIN_OVERLAP, metavar="F",
+                        help="least share of a curve's range the anchor must cover for a BD"
+                             f" value (default {bd.MIN_OVERLAP:g})")
+    parser.add_argument("--min-spacing", type=float, default=bd.MIN_RATE_SPACING, metavar="F",
+                        help="least relative gap between two rates of a curve (default"
+                             f" {bd.MIN_RATE_SPACING:g})")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -711,6 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="write CompressAI-style results JSON per codec and dataset")
     export.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
     export.add_argument("--out", required=True, metavar="DIR")
+    _add_convention_options(export, compare=False)
     export.set_defaults(handler=cmd_export)
 
     bd = commands.add_parser(
@@ -731,7 +811,8 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--method", default="pchip", choices=["pchip", "akima", "cubic"])
     bd.add_argument("--metrics", nargs="+", default=["psnr", "ms-ssim"],
                     choices=["psnr", "ms-ssim"])
-    bd.add_argument("--format", default="text", choices=["text", "csv"])
+    bd.add_argument("--format", default="text", choices=["text", "csv", "json"])
+    _add_convention_options(bd)
     bd.set_defaults(handler=cmd_bd)
 
     chk = commands.add_parser(
@@ -779,6 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--junit", metavar="FILE", help="write JUnit XML, one case per gate")
     chk.add_argument("--markdown", metavar="FILE", help="write a pull-request comment")
     chk.add_argument("--no-progress", action="store_true")
+    _add_convention_options(chk)
     chk.set_defaults(handler=cmd_check)
 
     from harness.containers import add_containers_parser
@@ -813,6 +895,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--files", nargs="+", metavar="[DATASET=]FILE",
                      help="more curves from CompressAI-style results JSON")
     rep.add_argument("--title", default="Benchmark report")
+    _add_convention_options(rep)
     rep.set_defaults(handler=cmd_report)
 
     ckpt = commands.add_parser("checkpoints", help="register, list and verify checkpoints")
@@ -849,17 +932,40 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=cmd_verify)
 
     imp = commands.add_parser("import", help="read CompressAI-style results JSON into the store")
-    imp.add_argument("files", nargs="+", metavar="FILE")
-    imp.add_argument("--dataset", help="dataset of the curves (default: the file's folder name)")
+    imp.add_argument("files", nargs="*", metavar="FILE")
+    imp.add_argument("--dataset", help="dataset of the curves (default: the file's meta, else"
+                                       " its folder name)")
+    imp.add_argument("--remove", nargs="+", metavar="NAME",
+                     help="remove these imported curves (their ids as bd and report show"
+                          " them, without the [imported: ...] part)")
     imp.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
     imp.set_defaults(handler=cmd_import)
     return parser
+
+
+def _show_harness_warnings() -> None:
+    """Print HarnessWarnings as ``warning: ...`` lines (others as Python prints them)."""
+    import warnings
+
+    from harness.errors import HarnessWarning
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, HarnessWarning):
+            _say(f"warning: {message}")
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", HarnessWarning)
 
 
 def main(argv: list[str] | None = None) -> int:
     # Idle OpenMP threads must sleep, not spin: spinning workers on a small shared
     # machine slow each other down many times over. Set before torch is imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _show_harness_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

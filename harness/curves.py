@@ -11,6 +11,18 @@ origin:
   on the command line.
 
 BD on MS-SSIM uses MS-SSIM in dB, as papers do.
+
+Every curve carries the conventions that made it (``aggregate``, ``rate``: see
+:mod:`harness.aggregate`). Published curves and imported CompressAI-form files are
+``mean-linear`` + ``payload``: CompressAI's results files, its plots and the papers
+average linear MS-SSIM and count the entropy-coded strings only. BD tables, plots and
+``harness check`` refuse to compare curves of different conventions unless told
+(:func:`check_conventions`).
+
+A curve's ``label`` is its identity in tables and legends: measured curves keep their
+codec name, published ones are ``NAME@published``, imported ones say where they came
+from (``jpeg [imported: jpeg.json]``); :func:`unique_labels` numbers any that remain
+alike.
 """
 
 from __future__ import annotations
@@ -19,27 +31,38 @@ import json
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from harness import bd
-from harness.aggregate import summarize
-from harness.errors import UsageError
+from harness.aggregate import (
+    DEFAULT_AGGREGATE,
+    DEFAULT_RATE,
+    RATE_COLUMN,
+    check_convention,
+    convention_text,
+    summarize,
+)
+from harness.errors import UsageError, did_you_mean
 
 METRICS = ("psnr", "ms-ssim")
 METRIC_COLUMN = {"psnr": "psnr", "ms-ssim": "ms_ssim_db"}
-POINT_COLUMNS = ["bpp", "psnr", "ms_ssim", "ms_ssim_db", "quality", "encode_s", "decode_s"]
+POINT_COLUMNS = ["bpp", "psnr", "ms_ssim", "ms_ssim_db", "quality", "encode_s", "decode_s",
+                 "bpp_payload", "bpp_file"]
 PUBLISHED = "@published"
 # anchors papers compare against, in the order a default is chosen
 DEFAULT_ANCHORS = ("vtm", "vtm@published", "bpg", "bpg@published", "jpeg")
 # results-JSON key -> point column
+# (``bpp`` is the curve's rate; ``bpp-payload`` / ``bpp-file`` name both rates)
 _RESULT_KEYS = {"bpp": "bpp", "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim",
                 "ms-ssim-db-rgb": "ms_ssim_db", "quality": "quality",
-                "encoding_time": "encode_s", "decoding_time": "decode_s"}
+                "encoding_time": "encode_s", "decoding_time": "decode_s",
+                "bpp-payload": "bpp_payload", "bpp-file": "bpp_file"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +75,20 @@ class Curve:
     points: pd.DataFrame
     description: str = ""
     source: str = ""
+    aggregate: str = DEFAULT_AGGREGATE
+    rate: str = DEFAULT_RATE
+    label: str = ""  # identity in tables and legends; default from name and origin
+
+    def __post_init__(self):
+        if not self.label:
+            label = self.name
+            if self.origin == "imported":
+                label += f" [imported: {Path(self.source).name}]" if self.source else " [imported]"
+            object.__setattr__(self, "label", label)
+
+    @property
+    def convention(self) -> tuple[str, str]:
+        return self.aggregate, self.rate
 
     def has(self, metric: str) -> bool:
         return len(self.rd(metric)[0]) > 0
@@ -65,20 +102,35 @@ class Curve:
         return frame["bpp"].to_numpy(), frame[METRIC_COLUMN[metric]].to_numpy()
 
     def to_results_json(self) -> dict:
-        """This curve in CompressAI's results-JSON form (NaN written as null)."""
+        """This curve in CompressAI's results-JSON form.
+
+        A value that is not a finite number (NaN, or the inf PSNR of an all-lossless
+        point) is written as null: JSON has no NaN or Infinity.
+        """
         results = {}
         for key, column in _RESULT_KEYS.items():
             values = self.points[column].astype(float)
             if values.notna().any():
-                results[key] = [None if math.isnan(v) else float(v) for v in values]
+                results[key] = [float(v) if math.isfinite(v) else None for v in values]
         return {"name": self.name, "description": self.description,
-                "meta": {"dataset": self.dataset, "origin": self.origin, "source": self.source},
+                "meta": {"dataset": self.dataset, "origin": self.origin, "source": self.source,
+                         "aggregate": self.aggregate, "rate": self.rate},
                 "results": results}
 
 
 def curve_from_results(name: str, dataset: str, origin: str, results: dict,
-                       description: str = "", source: str = "") -> Curve:
-    """A curve from a results dict with CompressAI keys (``bpp``, ``psnr-rgb`` ...)."""
+                       description: str = "", source: str = "",
+                       aggregate: str = DEFAULT_AGGREGATE, rate: str = DEFAULT_RATE,
+                       want_rate: str | None = None) -> Curve:
+    """A curve from a results dict with CompressAI keys (``bpp``, ``psnr-rgb`` ...).
+
+    ``aggregate`` and ``rate`` say how the file's ``bpp`` and MS-SSIM were made
+    (CompressAI's files: ``mean-linear`` and ``payload``); ``want_rate`` picks the
+    other rate when the file holds it (``bpp-file`` / ``bpp-payload``).
+    """
+    if want_rate and want_rate != rate and f"bpp-{want_rate}" in results:
+        results = dict(results, bpp=results[f"bpp-{want_rate}"])
+        rate = want_rate
     columns = {}
     for key, column in _RESULT_KEYS.items():
         if key in results:
@@ -89,14 +141,18 @@ def curve_from_results(name: str, dataset: str, origin: str, results: dict,
     frame["ms_ssim_db"] = db.fillna(-10 * np.log10(1 - linear))
     frame["ms_ssim"] = linear.fillna(1 - 10 ** (-db / 10))
     frame = frame.sort_values("bpp", kind="stable").reset_index(drop=True)
-    return Curve(name, dataset, origin, frame, description, source)
+    return Curve(name, dataset, origin, frame, description, source, aggregate, rate)
 
 
 # --- measured ---------------------------------------------------------------------------
 
 def measured_curves(store, datasets: Sequence[str] | None = None,
-                    codecs: Sequence[str] | None = None) -> list[Curve]:
+                    codecs: Sequence[str] | None = None, aggregate: str = DEFAULT_AGGREGATE,
+                    rate: str = DEFAULT_RATE) -> list[Curve]:
     """Curves of the measurements in ``store``, one per dataset, codec and fingerprint.
+
+    The curve's ``bpp`` is the ``rate`` asked for; both rates are kept beside it
+    (``bpp_payload``, ``bpp_file``).
 
     When a codec was measured under several fingerprints (a new library version, say),
     the most recently run one keeps the plain name and the others are named
@@ -108,11 +164,22 @@ def measured_curves(store, datasets: Sequence[str] | None = None,
         run = row["run_id"] or 0
         if row["codec"] not in latest or run > latest[row["codec"]][0]:
             latest[row["codec"]] = (run, row["codec_fingerprint"])
-    summary = summarize(rows)
+    check_convention(aggregate, rate)
+    summary = summarize(rows, aggregate)
+    summary["bpp_file"], summary["bpp_payload"] = summary["bpp"], summary["payload_bpp"]
+    summary["bpp"] = summary[RATE_COLUMN[rate]]
+    unknown = summary[(summary["images"] > 0) & summary["bpp"].isna()]
+    if len(unknown):
+        from harness.errors import HarnessWarning
+
+        names = ", ".join(sorted(set(unknown["codec"])))
+        warnings.warn(HarnessWarning(
+            f"{names}: {len(unknown)} point(s) have no {rate} size (measured before it was"
+            " stored) and are left out; measure again, or pass --rate file"), stacklevel=2)
     curves = []
     for (dataset, codec, fingerprint), group in summary.groupby(
             ["dataset", "codec", "codec_fingerprint"], sort=True):
-        group = group[group["images"] > 0]
+        group = group[(group["images"] > 0) & group["bpp"].notna()]
         if group.empty:
             continue
         name = codec if latest[codec][1] == fingerprint else f"{codec}@{fingerprint}"
@@ -121,7 +188,7 @@ def measured_curves(store, datasets: Sequence[str] | None = None,
             name, dataset, "measured",
             group[POINT_COLUMNS].sort_values("bpp", kind="stable").reset_index(drop=True),
             description=f"{codec} measured on {images} images (fingerprint {fingerprint})",
-            source=str(store.path)))
+            source=str(store.path), aggregate=aggregate, rate=rate))
     return curves
 
 
@@ -149,6 +216,8 @@ def _load_published(published_dataset: str, full_name: str) -> dict:
 
 
 def _published_curve(dataset: str, published_dataset: str, full_name: str) -> Curve:
+    # CompressAI's and the papers' conventions: dB of the mean linear MS-SSIM, and the
+    # entropy-coded payload's rate (the curve_from_results defaults)
     document = _load_published(published_dataset, full_name)
     meta = document["meta"]
     sources = "; ".join(
@@ -177,7 +246,20 @@ def published_curve(name: str, dataset: str) -> Curve | None:
 
 
 def published_curves(datasets: Iterable[str], names: Iterable[str] | None = None) -> list[Curve]:
-    """Published curves for each dataset: all of them, or those ``names`` give."""
+    """Published curves for each dataset: all of them, or those ``names`` give.
+
+    Raises:
+        UsageError: a name that is a published curve on none of the datasets.
+    """
+    datasets = list(datasets)
+    if names is not None:
+        known = {a for d in datasets for a in published_names(d)}
+        for name in names:
+            if name.removesuffix(PUBLISHED) not in known:
+                raise UsageError(
+                    f"no published curve named {name!r} on {', '.join(datasets) or 'any dataset'}"
+                    f".{did_you_mean(name.removesuffix(PUBLISHED), known)} Published curves"
+                    f" there: {', '.join(sorted(known)) or 'none'}.")
     curves = []
     for dataset in datasets:
         aliases = published_names(dataset)
@@ -232,33 +314,111 @@ def _published_set_named(name: str) -> str:
 
 # --- imported ---------------------------------------------------------------------------
 
-def imported_curves(store) -> list[Curve]:
-    """Curves read into the store with ``harness import``."""
-    return [curve_from_results(c["name"], c["dataset"], "imported", c["document"]["results"],
-                               c["document"].get("description", ""), c["source"])
-            for c in store.curves()]
+def _from_document(name: str, dataset: str, document: dict, source: str,
+                   want_rate: str | None) -> Curve:
+    """An imported curve from a validated results document (CompressAI conventions
+    unless the file's ``meta`` says it was made otherwise, as our export does)."""
+    meta = document.get("meta") or {}
+    aggregate = meta.get("aggregate", DEFAULT_AGGREGATE)
+    rate = meta.get("rate", DEFAULT_RATE)
+    check_convention(aggregate, rate)
+    return curve_from_results(name, dataset, "imported", document["results"],
+                              document.get("description", ""), source, aggregate, rate,
+                              want_rate)
 
 
-def curve_from_file(path, dataset: str) -> Curve:
-    """A curve from a CompressAI-style results JSON file."""
-    from harness.interchange import read_results_json
+def imported_curves(store, want_rate: str | None = None) -> list[Curve]:
+    """Curves read into the store with ``harness import``.
+
+    A stored curve that no longer passes validation (imported by an older version)
+    is left out with a warning naming it, so one bad import cannot break every report.
+    """
+    from harness.errors import HarnessWarning
+    from harness.interchange import validate_document
+
+    curves = []
+    for c in store.curves():
+        try:
+            validate_document(c["document"], f"imported curve {c['name']!r} on {c['dataset']}")
+            curves.append(_from_document(c["name"], c["dataset"], c["document"], c["source"],
+                                         want_rate))
+        except UsageError as exc:
+            warnings.warn(HarnessWarning(
+                f"left out: {exc}. Remove it with `harness import --remove {c['name']}"
+                f" --dataset {c['dataset']}`"), stacklevel=2)
+    return curves
+
+
+def curve_from_file(path, dataset: str | None = None, want_rate: str | None = None) -> Curve:
+    """A curve from a CompressAI-style results JSON file.
+
+    The dataset: ``dataset`` if given, else the one the file's ``meta`` names (our
+    export writes it), else the file's folder name.
+    """
+    from harness.interchange import file_dataset, read_results_json
 
     document = read_results_json(path)
-    return curve_from_results(document["name"], dataset, "imported", document["results"],
-                              document["description"], str(path))
+    return _from_document(document["name"], dataset or file_dataset(document, path), document,
+                          str(path), want_rate)
 
 
-# --- anchors and BD tables --------------------------------------------------------------
+# --- identity, conventions, anchors and BD tables -----------------------------------------
+
+_ORIGIN_RANK = {"measured": 0, "imported": 1, "published": 2}
+
+
+def unique_labels(curves: Sequence[Curve]) -> list[Curve]:
+    """The curves with labels unique per dataset (``#2``, ``#3`` added to later twins)."""
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for curve in curves:
+        key = (curve.dataset, curve.label)
+        seen[key] = seen.get(key, 0) + 1
+        out.append(curve if seen[key] == 1 else replace(curve, label=f"{curve.label} #{seen[key]}"))
+    return out
+
+
+def check_conventions(curves: Sequence[Curve], allow_mixed: bool = False) -> str:
+    """The conventions line of an output; an error when the curves mix conventions.
+
+    Raises:
+        UsageError: curves made by different aggregation or rate rules, unless
+            ``allow_mixed`` (then the line says the comparison mixes them).
+    """
+    by_rule: dict[tuple[str, str], list[str]] = {}
+    for curve in curves:
+        by_rule.setdefault(curve.convention, []).append(curve.label)
+    if len(by_rule) <= 1:
+        aggregate, rate = next(iter(by_rule), (DEFAULT_AGGREGATE, DEFAULT_RATE))
+        return convention_text(aggregate, rate)
+    groups = "; ".join(f"aggregation {a}, rate {r}: {', '.join(names[:4])}"
+                       + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+                       for (a, r), names in sorted(by_rule.items()))
+    if not allow_mixed:
+        raise UsageError(
+            f"these curves were made by different rules ({groups}), so comparing them would "
+            "measure the rules, not the codecs (mean of per-image MS-SSIM dB is not dB of the"
+            " mean MS-SSIM; whole-file rate counts the header). Published and CompressAI"
+            " curves are --aggregate mean-linear --rate payload, the default; pass"
+            " --mixed-conventions to compare them anyway.")
+    return f"MIXED conventions (--mixed-conventions): {groups}"
+
 
 def find_curve(name: str, dataset: str, curves: Sequence[Curve]) -> Curve | None:
-    """The curve called ``name`` on ``dataset``; ``X@published`` is looked up if absent."""
-    for curve in curves:
-        if curve.dataset == dataset and curve.name == name:
+    """The curve called ``name`` on ``dataset``: its label, else its name (measured
+    first, then imported, then published); ``X@published`` is looked up if absent."""
+    mine = [c for c in curves if c.dataset == dataset]
+    for curve in mine:
+        if curve.label == name:
             return curve
+    named = sorted((c for c in mine if c.name == name),
+                   key=lambda c: _ORIGIN_RANK.get(c.origin, 3))
+    if named:
+        return named[0]
     if name.endswith(PUBLISHED):
         full = published_names(dataset).get(name.removesuffix(PUBLISHED))
-        for curve in curves:
-            if curve.dataset == dataset and curve.name == f"{full}{PUBLISHED}":
+        for curve in mine:
+            if curve.name == f"{full}{PUBLISHED}":
                 return curve
         return published_curve(name, dataset)
     return None
@@ -279,17 +439,39 @@ def no_anchor_message(dataset: str) -> str:
             " --anchor NAME")
 
 
+def require_anchor(anchor: str | None, curves: Sequence[Curve]) -> None:
+    """An anchor named on the command line must exist on some dataset: else an error
+    with the closest names."""
+    if anchor is None:
+        return
+    datasets = dict.fromkeys(c.dataset for c in curves)
+    if any(find_curve(anchor, d, curves) is not None for d in datasets):
+        return
+    known = {c.label for c in curves} | {c.name for c in curves} | {
+        f"{a}{PUBLISHED}" for d in datasets for a in published_names(d)}
+    hint = (f" Did you mean {anchor}{PUBLISHED}?" if f"{anchor}{PUBLISHED}" in known
+            else did_you_mean(anchor, known))
+    raise UsageError(f"no anchor curve {anchor!r} on {', '.join(datasets) or 'any dataset'}."
+                     f"{hint} Anchors are curve names as the BD table"
+                     " shows them (a measured codec, NAME@published, an imported curve).")
+
+
 BD_COLUMNS = ["dataset", "metric", "codec", "anchor", "bd_rate", "bd_quality", "method",
-              "points", "warning"]
+              "points", "reason", "warning", "rate", "aggregate"]
 
 
 def bd_table(curves: Sequence[Curve], anchor: str | None = None,
-             metrics: Sequence[str] = METRICS, method: str = "pchip") -> pd.DataFrame:
+             metrics: Sequence[str] = METRICS, method: str = "pchip", *,
+             min_overlap: float = bd.MIN_OVERLAP,
+             min_spacing: float = bd.MIN_RATE_SPACING) -> pd.DataFrame:
     """BD-rate (percent) and BD quality (dB) of every curve against the anchor.
 
-    One row per dataset, metric and codec other than the anchor. A comparison that
-    cannot be made (no overlap, too few points, a non-monotonic curve, an anchor
-    without that metric) gives NaN and says why in ``warning``.
+    One row per dataset, metric and codec other than the anchor; ``codec`` and
+    ``anchor`` are curve labels. A comparison that cannot be made gives NaN; ``reason``
+    holds the machine-readable code(s) (``no-anchor``, ``no-anchor-metric``,
+    ``non-monotonic``, ``close-rates``, ``low-overlap``, ``no-overlap``,
+    ``too-few-points``, ``bad-input``; ``partial-overlap`` beside a number) and
+    ``warning`` the message.
     """
     if method not in bd.METHODS:
         raise UsageError(f"unknown BD method {method!r}; use one of {', '.join(bd.METHODS)}")
@@ -301,29 +483,38 @@ def bd_table(curves: Sequence[Curve], anchor: str | None = None,
             for curve in curves:
                 if curve.dataset != dataset or curve is reference or not curve.has(metric):
                     continue
-                row = {"dataset": dataset, "metric": metric, "codec": curve.name,
-                       "anchor": reference.name if reference else (anchor_name or ""),
+                row = {"dataset": dataset, "metric": metric, "codec": curve.label,
+                       "anchor": reference.label if reference else (anchor_name or ""),
                        "bd_rate": math.nan, "bd_quality": math.nan, "method": method,
-                       "points": len(curve.rd(metric)[0]), "warning": ""}
+                       "points": len(curve.rd(metric)[0]), "reason": "", "warning": "",
+                       "rate": curve.rate, "aggregate": curve.aggregate}
                 if reference is None:
+                    row["reason"] = "no-anchor"
                     row["warning"] = (f"no anchor {anchor_name!r} on {dataset}" if anchor_name
                                       else no_anchor_message(dataset))
                 elif not reference.has(metric):
+                    row["reason"] = "no-anchor-metric"
                     row["warning"] = f"the anchor has no {metric} values"
                 else:
-                    _fill_bd(row, reference.rd(metric), curve.rd(metric), method)
+                    _fill_bd(row, reference.rd(metric), curve.rd(metric), method,
+                             min_overlap=min_overlap, min_spacing=min_spacing)
                 rows.append(row)
     return pd.DataFrame(rows, columns=BD_COLUMNS)
 
 
-def _fill_bd(row: dict, anchor_rd, test_rd, method: str) -> None:
-    messages = []
+def _fill_bd(row: dict, anchor_rd, test_rd, method: str, **guards) -> None:
+    codes, messages = [], []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", bd.BDWarning)
         for key, function in (("bd_rate", bd.bd_rate), ("bd_quality", bd.bd_psnr)):
             try:
-                row[key] = function(*anchor_rd, *test_rd, method=method)
+                row[key] = function(*anchor_rd, *test_rd, method=method, **guards)
             except bd.BDInputError as exc:
+                codes.append(exc.code)
                 messages.append(f"{key}: {exc}")
-    messages.extend(str(w.message) for w in caught if issubclass(w.category, bd.BDWarning))
+    for w in caught:
+        if isinstance(w.message, bd.BDWarning):
+            codes.append(w.message.code)
+            messages.append(str(w.message))
+    row["reason"] = ",".join(dict.fromkeys(codes))
     row["warning"] = "; ".join(dict.fromkeys(messages))

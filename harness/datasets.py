@@ -521,6 +521,21 @@ def resolve_dataset(
     raise UsageError(f"Dataset folder '{text}' does not exist.")
 
 
+def dataset_id(spec: str, data_dir: Path | None = None) -> str:
+    """The stored id a dataset name, alias or folder stands for, without fetching files.
+
+    ``clic`` -> the id ``harness run --datasets clic`` stores under; a folder -> its
+    folder id; anything else is taken as an id already (``folder:photos``).
+    """
+    found = _lookup(spec, _all_manifests()) if "/" not in spec else None
+    if found is not None:
+        manifest, params = found
+        return manifest.stored_id(params)
+    if Path(spec).expanduser().is_dir() and ("/" in spec or spec.startswith((".", "~"))):
+        return resolve_dataset(spec, data_dir).id
+    return spec
+
+
 def _lookup(text: str, manifests: list[Manifest]) -> tuple[Manifest, dict[str, str]] | None:
     key, sep, arg = text.partition(":")
     key = key.strip().lower()

@@ -27,3 +27,15 @@ class CodecUnavailable(HarnessError):
 
 class StoreError(HarnessError):
     """The results store cannot be opened or written."""
+
+
+class HarnessWarning(UserWarning):
+    """Something a user must know that does not stop the command (printed as ``warning:``)."""
+
+
+def did_you_mean(name: str, known) -> str:
+    """`` Did you mean a, b?`` with the closest of ``known`` names, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=3)
+    return f" Did you mean {', '.join(close)}?" if close else ""

@@ -416,6 +416,14 @@ class ResultsStore:
             self.db.execute("INSERT OR REPLACE INTO curves VALUES (?, ?, ?, ?, ?)",
                             (name, dataset, source, json.dumps(document), _now()))
 
+    def remove_curve(self, name: str, dataset: str | None = None) -> int:
+        """Delete the imported curve ``name`` (on ``dataset``, or on every one)."""
+        with self.db:
+            cursor = self.db.execute(
+                "DELETE FROM curves WHERE name = ? AND (? IS NULL OR dataset = ?)",
+                (name, dataset, dataset))
+        return cursor.rowcount
+
     def curves(self) -> list[dict]:
         cursor = self.db.execute("SELECT name, dataset, source, document FROM curves"
                                  " ORDER BY dataset, name")

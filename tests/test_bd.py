@@ -185,8 +185,10 @@ def test_agrees_with_bjontegaard(bjontegaard, case, method, metric):
     anchor, test = AGREEMENT_CASES[case]
     expected = _reference(bjontegaard, metric, anchor, test, method)
     fn = bd_rate if metric == "rate" else bd_psnr
-    in_order = _quiet(fn, *_split(anchor), *_split(test), method=method)
-    shuffled = _quiet(fn, *_split(_shuffled(anchor, 1)), *_split(_shuffled(test, 2)), method)
+    # the arithmetic is compared; the overlap guard (tested below) is switched off
+    in_order = _quiet(fn, *_split(anchor), *_split(test), method=method, min_overlap=0.0)
+    shuffled = _quiet(fn, *_split(_shuffled(anchor, 1)), *_split(_shuffled(test, 2)), method,
+                      min_overlap=0.0)
     assert math.isfinite(expected)
     assert in_order == pytest.approx(expected, abs=1e-6)
     assert shuffled == pytest.approx(expected, abs=1e-6)
@@ -199,7 +201,8 @@ def test_agrees_with_bjontegaard_on_2_and_3_points(bjontegaard, n, method, metri
     anchor, test = VTM_PSNR[2 : 2 + n], TCM_LARGE_PSNR[1 : 1 + n]
     expected = _reference(bjontegaard, metric, anchor, test, method)
     fn = bd_rate if metric == "rate" else bd_psnr
-    assert _quiet(fn, *_split(anchor), *_split(test), method) == pytest.approx(expected, abs=1e-6)
+    assert _quiet(fn, *_split(anchor), *_split(test), method, min_overlap=0.0) == pytest.approx(
+        expected, abs=1e-6)
 
 
 def test_two_point_pchip_and_akima_are_linear():
@@ -397,10 +400,14 @@ def test_bd_rate_refuses_equal_quality(method):
         bd_rate(R4, Q4, R4, [30.0, 33.0, 33.0, 39.0], method)
 
 
-def test_cubic_bd_rate_and_every_bd_psnr_accept_non_monotone_quality(bjontegaard):
+def test_cubic_bd_rate_refuses_non_monotone_quality_and_bd_psnr_accepts_it(bjontegaard):
     other = ([0.09, 0.18, 0.36, 0.72, 1.5], [30.0, 33.0, 36.0, 37.0, 39.0])
-    expected = _reference(bjontegaard, "rate", _points(*other), _points(*NOT_MONOTONE), "cubic")
-    assert bd_rate(*other, *NOT_MONOTONE, "cubic") == pytest.approx(expected, abs=1e-6)
+    # bjontegaard's cubic fit returns a number here; it is the fit through a fold
+    assert math.isfinite(_reference(bjontegaard, "rate", _points(*other),
+                                    _points(*NOT_MONOTONE), "cubic"))
+    with pytest.raises(BDInputError, match="quality does not increase strictly") as info:
+        bd_rate(*other, *NOT_MONOTONE, "cubic")
+    assert info.value.code == "non-monotonic"
     for method in METHODS:
         expected = _reference(
             bjontegaard, "psnr", _points(*other), _points(*NOT_MONOTONE), method
@@ -461,3 +468,71 @@ def test_no_warning_when_anchor_covers_test(method):
         warnings.simplefilter("error")
         assert math.isfinite(bd_rate(*anchor, *test, method))
         assert math.isfinite(bd_psnr(*anchor, *test, method))
+
+
+# --- guards: each refusal has its reason code ---------------------------------------------
+
+NEAR = ([0.1, 0.2, 0.2001, 0.4, 0.8], [30.0, 32.0, 33.5, 35.0, 38.0])
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("fn", [bd_rate, bd_psnr])
+def test_rates_closer_than_the_stated_spacing_are_refused(method, fn):
+    anchor = ([0.1, 0.2, 0.4, 0.8], [29.0, 32.0, 35.0, 38.0])
+    with pytest.raises(BDInputError, match=r"0.2 and 0.2001 are 0.050% apart, closer than the"
+                                           r" 0.50%") as info:
+        fn(*anchor, *NEAR, method)
+    assert info.value.code == "close-rates"
+    # the limit is stated and configurable; below it the value is computed
+    assert math.isfinite(_quiet(fn, *anchor, *NEAR, method, min_spacing=0.0001))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_overlap_below_the_stated_fraction_gives_nan_with_its_code(method):
+    anchor, test = _split(TCM_LARGE_PSNR), _split(VTM_PSNR)  # covers 39.1 % of the test
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert math.isnan(bd_rate(*anchor, *test, method, min_overlap=0.5))
+    (warning,) = [w.message for w in caught]
+    assert warning.code == "low-overlap" and "below the 50% asked for" in str(warning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert math.isfinite(bd_rate(*anchor, *test, method, min_overlap=0.2))
+    assert [w.message.code for w in caught] == ["partial-overlap"]
+
+
+def test_the_issue_s_small_overlap_is_refused_by_default():
+    anchor = ([0.1, 0.2, 0.4, 0.8], [30.0, 33.0, 36.0, 39.0])
+    test = ([0.75, 1.5, 3.0, 6.0], [38.9, 42.0, 45.0, 48.0])  # 0.1 dB of 9.1: 1.1 %
+    with pytest.warns(BDWarning, match="covers only 1.1%") as record:
+        assert math.isnan(bd_rate(*anchor, *test))
+    assert record[0].message.code == "low-overlap"
+
+
+def test_no_overlap_and_too_few_points_have_codes():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bd_rate(*_split(VTM_PSNR[:4]), *_split(VTM_PSNR[4:]))
+    assert caught[0].message.code == "no-overlap"
+    with pytest.raises(BDInputError) as info:
+        bd_rate(R4[:3], Q4[:3], R4, Q4, "cubic")
+    assert info.value.code == "too-few-points"
+
+
+def test_shipped_literature_comparisons_pass_the_default_guards():
+    """Every shipped published curve against the shipped VTM and BPG anchors of its
+    dataset gives a number with the default guards (what papers' tables compare)."""
+    from harness.curves import _published_index, bd_table, published_curves
+
+    compared = 0
+    for dataset in _published_index():
+        curves = published_curves([dataset])
+        for anchor in ("vtm@published", "bpg@published"):
+            if not any(c.name.startswith(anchor.split("@")[0]) for c in curves):
+                continue
+            table = bd_table(curves, anchor=anchor)
+            table = table[table["reason"] != "no-anchor"]
+            refused = table[table["reason"].str.contains("low-overlap|close-rates|monotonic")]
+            assert refused.empty, refused[["dataset", "codec", "metric", "warning"]]
+            compared += len(table)
+    assert compared > 300

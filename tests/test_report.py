@@ -50,7 +50,8 @@ def small_summary() -> pd.DataFrame:
          0.400, 0.002),
         ("jpeg_444", "f1", "clic", 50, 41, 0, 0, 0.70, 30.00, 0.9600, 13.98, 0.020, 0.001),
     ]
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return frame.assign(payload_bpp=frame["bpp"])  # file formats: the payload is the file
 
 
 def make_curve(name, dataset, origin, bpp, psnr, ms_ssim_db=None) -> Curve:
@@ -179,7 +180,8 @@ def test_rd_figure_styles_anchor_published_and_fonts():
     assert lines["jpeg (anchor)"].get_linewidth() > 2 * lines["webp"].get_linewidth()
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend[0] == "jpeg (anchor)"
-    assert fig.axes[0].get_xlabel() == "bpp" and fig.axes[0].get_ylabel() == "PSNR (dB)"
+    assert fig.axes[0].get_xlabel() == "bpp (payload rate)"
+    assert fig.axes[0].get_ylabel() == "PSNR (dB)"
     width, height = fig.get_size_inches()
     assert width == pytest.approx(3.5) and height == pytest.approx(2.6)
     fig.canvas.draw()
@@ -192,7 +194,7 @@ def test_curve_without_metric_is_left_out_of_that_plot():
     curves = hand_curves()
     fig = report_plots.rd_figure(curves, "ms-ssim", anchor="jpeg")
     assert "psnr_only@published" not in _lines(fig)
-    assert fig.axes[0].get_ylabel() == "MS-SSIM (dB)"
+    assert fig.axes[0].get_ylabel() == "MS-SSIM (dB) [mean-linear]"
     only = [c for c in curves if c.name == "psnr_only@published"]
     assert report_plots.rd_figure(only, "ms-ssim") is None
 
@@ -398,7 +400,7 @@ def test_extra_curves_and_errors_in_report(real_store, tmp_path):
                        [30.0, 33.0, 36.0], [12.0, 15.0, 18.0])
     out = build_report(real_store, tmp_path / "r", anchor="jpeg", extra_curves=[extra])
     bd = pd.read_csv(out / "tables" / "bd.csv")
-    assert set(bd["codec"]) == {"webp", "my_model"}
+    assert set(bd["codec"]) == {"webp", "my_model [imported]"}
     assert r"my\_model" in (out / "tables" / "bd.tex").read_text()
     svg = (out / "plots" / "folder_photos_psnr.svg").read_text()
     assert "my_model" in svg

@@ -59,7 +59,7 @@ def curves_frame(curves: Sequence) -> pd.DataFrame:
         points = curve.points.reindex(columns=CURVE_COLUMNS).copy()
         points.insert(0, "source", curve.source)
         points.insert(0, "origin", curve.origin)
-        points.insert(0, "curve", curve.name)
+        points.insert(0, "curve", curve.label)
         points.insert(0, "dataset", curve.dataset)
         parts.append(points)
     columns = ["dataset", "curve", "origin", "source"] + CURVE_COLUMNS
@@ -160,7 +160,10 @@ def _move_into_place(tmp: Path, final: Path) -> None:
 @deferred_interrupts()  # Ctrl-C stops the render between stages, never inside native code
 def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=None,
                  anchor=None, method="pchip", include_published=True, extra_curves=(),
-                 title="Benchmark report", timings: dict | None = None) -> Path:
+                 title="Benchmark report", timings: dict | None = None,
+                 aggregate: str = "mean-linear", rate: str = "payload",
+                 mixed_conventions: bool = False, min_overlap: float | None = None,
+                 min_spacing: float | None = None) -> Path:
     """Render the report of the store at ``store_path`` into ``out_dir``; return its path.
 
     Args:
@@ -176,6 +179,10 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         extra_curves: more ``Curve`` objects to plot and compare.
         title: the page title.
         timings: if given, filled with seconds per stage.
+        aggregate, rate: the conventions of the measured curves and the means table
+            (see :mod:`harness.aggregate`); curves of other conventions are refused
+            unless ``mixed_conventions``.
+        min_overlap, min_spacing: the BD guards (default: :mod:`harness.bd`'s).
     """
     from harness import curves as _curves
     from harness.aggregate import summarize
@@ -193,37 +200,44 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         with ResultsStore(store_file, readonly=True) as store:
             rows = store.rows(datasets=datasets, codecs=codecs)
             runs = store.runs()
-            curves = list(_curves.measured_curves(store, datasets=datasets, codecs=codecs))
+            curves = list(_curves.measured_curves(store, datasets=datasets, codecs=codecs,
+                                                  aggregate=aggregate, rate=rate))
             wanted = list(datasets) if datasets else sorted({c.dataset for c in curves})
             extra = list(extra_curves)
             chosen = None if include_published is True else list(include_published or ())
             if wanted and (include_published is True or chosen):
                 curves += [c for c in _curves.published_curves(wanted, names=chosen)
                            if c.dataset in wanted]
-            curves += [c for c in _curves.imported_curves(store) if c.dataset in wanted]
+            curves += [c for c in _curves.imported_curves(store, want_rate=rate)
+                       if c.dataset in wanted]
             curves += extra
+        curves = _curves.unique_labels(curves)
+        _curves.require_anchor(anchor, curves)
+        conventions = _curves.check_conventions(curves, mixed_conventions)
         frame = _runinfo.rows_frame(rows)
-        summary = summarize(rows)
+        summary = summarize(rows, aggregate)
     if not rows and not curves:
         raise UsageError(f"{store_file} holds nothing to report"
                          + (" for the datasets / codecs asked for" if datasets or codecs else ""))
     report_datasets = sorted({c.dataset for c in curves} | set(frame["dataset"].dropna()))
 
     with stage("bd"):
-        bd = _curves.bd_table(curves, anchor=anchor, method=method)
+        guards = {k: v for k, v in (("min_overlap", min_overlap), ("min_spacing", min_spacing))
+                  if v is not None}
+        bd = _curves.bd_table(curves, anchor=anchor, method=method, **guards)
         anchors = _anchors(curves, bd, anchor, _curves.default_anchor)
         for dataset, name in anchors.items():
             # a BD anchor looked up outside ``curves`` (a published VTM, say) is drawn too
-            if name and not any(c.dataset == dataset and c.name == name for c in curves):
+            if name and not any(c.dataset == dataset and c.label == name for c in curves):
                 found = _curves.find_curve(name, dataset, curves)
                 if found is not None:
                     curves.append(found)
 
     with stage("tables"):
         latest = _tables.latest_fingerprints(frame)
-        means = _tables.means_table(summary, latest)
-        origins = {(c.dataset, c.name): c.origin for c in curves}
-        bd_table = _tables.bd_summary_table(bd, method, origins)
+        means = _tables.means_table(summary, latest, conventions)
+        origins = {(c.dataset, c.label): c.origin for c in curves}
+        bd_table = _tables.bd_summary_table(bd, method, origins, conventions)
         per_image = _tables.per_image_table(frame)
         points = curves_table(curves)
         cache = _plots.RDCache()
@@ -246,7 +260,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         with stage("html"):
             generated = datetime.now(UTC).isoformat(timespec="seconds")
             facts = _facts(store_file, generated, report_datasets, curves, anchors, method,
-                           rows, runs)
+                           rows, runs) + [("conventions", conventions)]
             relative = [str(p.relative_to(tmp)) for p in files]
             (tmp / "summary.md").write_text(
                 _runinfo.summary_markdown(info, title=title,
@@ -260,9 +274,10 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
             manifest = {
                 "kind": REPORT_KIND, "title": title, "generated": generated,
                 "store": str(store_file.absolute()), "datasets": report_datasets,
-                "anchors": anchors, "method": method,
-                "curves": [{"name": c.name, "dataset": c.dataset, "origin": c.origin}
-                           for c in curves],
+                "anchors": anchors, "method": method, "conventions": conventions,
+                "curves": [{"name": c.label, "dataset": c.dataset, "origin": c.origin,
+                            "aggregate": c.aggregate, "rate": c.rate} for c in curves],
+                "bd": _json_rows(bd),
                 "environment": info.report_env,
                 "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
                 + [REPORT_MARKER],
@@ -284,6 +299,13 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _json_rows(frame: pd.DataFrame) -> list[dict]:
+    """Table rows for JSON: NaN and inf become null (with the reason code beside them)."""
+    from harness.check import _plain
+
+    return _plain(frame.to_dict(orient="records"))
 
 
 def _left_out_notes(plots: Sequence) -> list[str]:

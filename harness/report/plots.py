@@ -51,6 +51,12 @@ def base_name(name: str) -> str:
     return name.split("@", 1)[0]
 
 
+def plain_text(text: str) -> str:
+    """Text matplotlib shows as written: ``$`` escaped so that no name is read as math
+    (a curve named ``$\\frac{a}$`` would otherwise fail to render)."""
+    return text.replace("$", r"\$")
+
+
 def slug(text: str) -> str:
     """A file-name and HTML-id safe version of a dataset id (``folder:x`` -> ``folder_x``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
@@ -109,17 +115,17 @@ def select_curves(curves: Sequence, metric: str, anchor: str | None, *,
             return curve.origin == "published"
     cache = cache or RDCache()
     have = [c for c in curves if cache.has(c, metric)]
-    fixed = [c for c in have if c.name == anchor or not optional(c)]
+    fixed = [c for c in have if c.label == anchor or not optional(c)]
     fixed_ids = {id(c) for c in fixed}
     drawn_bases = {base_name(c.name) for c in fixed}
 
     def rank(curve):
         base = base_name(curve.name)
         if base in drawn_bases:
-            return (0, 0, curve.name)
+            return (0, 0, curve.label)
         if base in CLASSICAL:
-            return (1, CLASSICAL.index(base), curve.name)
-        return (3 if base.startswith("compressai-") else 2, 0, curve.name)
+            return (1, CLASSICAL.index(base), curve.label)
+        return (3 if base.startswith("compressai-") else 2, 0, curve.label)
 
     rest = sorted((c for c in have if id(c) not in fixed_ids), key=rank)
     room = max(0, limit - len(fixed))
@@ -128,7 +134,7 @@ def select_curves(curves: Sequence, metric: str, anchor: str | None, *,
 
 def _ordered(curves: Sequence, anchor: str | None) -> list:
     rank = {"measured": 0, "imported": 1, "published": 2}
-    return sorted(curves, key=lambda c: (c.name != anchor, rank.get(c.origin, 3), c.name))
+    return sorted(curves, key=lambda c: (c.label != anchor, rank.get(c.origin, 3), c.label))
 
 
 def rd_figure(curves: Sequence, metric: str, *, anchor: str | None = None,
@@ -144,7 +150,7 @@ def rd_figure(curves: Sequence, metric: str, *, anchor: str | None = None,
     width, height, font, small = SIZES[size]
     shown = _ordered(shown, anchor)
     many = len(shown) > 6 if size == "column" else False
-    longest = max(len(c.name) for c in shown) + (9 if anchor else 0)
+    longest = max(len(c.label) for c in shown) + (9 if anchor else 0)
     if many:
         ncols = max(1, min(3, int(3.45 // (0.054 * longest + 0.45))))
         rows = -(-len(shown) // ncols)
@@ -160,20 +166,24 @@ def rd_figure(curves: Sequence, metric: str, *, anchor: str | None = None,
         for curve in shown:
             bpp, quality = cache.rd(curve, metric)
             style = styles.get(base_name(curve.name)) or Style((0.3, 0.3, 0.3), "o")
-            is_anchor = curve.name == anchor
+            is_anchor = curve.label == anchor
             if is_anchor:
                 style = Style(ANCHOR_COLOR, style.marker)
-            label = f"{curve.name} (anchor)" if is_anchor else curve.name
+            label = plain_text(f"{curve.label} (anchor)" if is_anchor else curve.label)
             ax.plot(bpp, quality, linestyle=LINESTYLES.get(curve.origin, ":"),
                     color=style.color, marker=style.marker,
                     markersize=(4.2 if is_anchor else 3.0) * (1.3 if size == "page" else 1.0),
                     linewidth=(2.4 if is_anchor else 1.0) * (1.3 if size == "page" else 1.0),
                     markerfacecolor=style.color if curve.origin == "measured" else "white",
-                    zorder=4 if is_anchor else 2, label=label, gid=f"curve-{slug(curve.name)}")
-        ax.set_xlabel("bpp")
-        ax.set_ylabel(METRIC_AXIS.get(metric, metric))
+                    zorder=4 if is_anchor else 2, label=label, gid=f"curve-{slug(curve.label)}")
+        # the axes say which conventions the points follow
+        ax.set_xlabel(f"bpp ({'/'.join(sorted({c.rate for c in shown}))} rate)")
+        ylabel = METRIC_AXIS.get(metric, metric)
+        if metric == "ms-ssim":
+            ylabel += f" [{'/'.join(sorted({c.aggregate for c in shown}))}]"
+        ax.set_ylabel(ylabel)
         if title:
-            ax.set_title(title)
+            ax.set_title(plain_text(title))
         ax.grid(True)
         ax.margins(x=0.03, y=0.05)
         if size == "page":
@@ -247,7 +257,7 @@ def render_plots(curves: Sequence, anchors: dict[str, str | None], folder: Path,
                          title=f"{dataset}: {METRIC_AXIS.get(metric, metric)} vs bpp",
                          cache=cache)
         inline = figure_svg(page, salt=f"page-{key}")
-        names = tuple(c.name for c in _ordered(drawn, anchor))
+        names = tuple(c.label for c in _ordered(drawn, anchor))
         plots.append(Plot(dataset, metric, png, svg, inline, names,
-                          tuple(c.name for c in left_out)))
+                          tuple(c.label for c in left_out)))
     return plots

@@ -285,7 +285,8 @@ MEANS_COLUMNS = (
     Column("codec", "codec"),
     Column("quality", "quality", 4, latex=True),
     Column("images", "images", 0),
-    Column("bpp", "bpp", 4),
+    Column("payload_bpp", "bpp", 4),
+    Column("bpp", "file bpp", 4),
     Column("psnr", "PSNR (dB)", 2, "max"),
     Column("ms_ssim", "MS-SSIM", 4, "max"),
     Column("ms_ssim_db", "MS-SSIM (dB)", 2, "max"),
@@ -319,7 +320,8 @@ def codec_labels(frame: pd.DataFrame, latest: dict[str, str] | None = None) -> p
     return frame["codec"].where(plain, frame["codec"] + "@" + frame["codec_fingerprint"])
 
 
-def means_table(summary: pd.DataFrame, latest: dict[str, str] | None = None) -> Table:
+def means_table(summary: pd.DataFrame, latest: dict[str, str] | None = None,
+                conventions: str = "") -> Table:
     """Per codec and quality means (from :func:`harness.aggregate.summarize`)."""
     frame = summary.copy()
     frame["codec"] = codec_labels(summary, latest)
@@ -329,8 +331,9 @@ def means_table(summary: pd.DataFrame, latest: dict[str, str] | None = None) -> 
     columns = tuple(replace(c, digits=_quality_digits(frame["quality"])) if c.key == "quality"
                     else c for c in MEANS_COLUMNS)
     return Table("means", "Per-quality means", frame, columns, group_by=("dataset",),
-                 caption="Arithmetic means over images; best value per dataset in bold "
-                         "(highest PSNR / MS-SSIM, lowest time).")
+                 caption="Arithmetic means over images; bpp is the payload's, file bpp the "
+                         "whole file's; best value per dataset in bold (highest PSNR / MS-SSIM,"
+                         f" lowest time). {conventions}".rstrip())
 
 
 def _quality_digits(values: pd.Series) -> int:
@@ -356,14 +359,17 @@ def bd_wide(bd: pd.DataFrame) -> pd.DataFrame:
                                     "bd_quality": f"bd_quality_{metric}",
                                     "points": f"points_{metric}"})
         out = out.merge(part, on=keys, how="left")
-    warnings = []
+    warnings, reasons = [], []
     for row in out.itertuples(index=False):
         found = bd[(bd["dataset"] == row.dataset) & (bd["codec"] == row.codec)
                    & (bd["anchor"] == row.anchor)]
         texts = [f"{METRIC_LABELS.get(m, m)}: {w}" for m, w in zip(found["metric"],
                                                                      found["warning"]) if w]
         warnings.append("; ".join(texts))
+        codes = found["reason"] if "reason" in found else []
+        reasons.append(" ".join(f"{m}:{c}" for m, c in zip(found["metric"], codes) if c))
     out["warning"] = warnings
+    out["reason"] = reasons
     out.attrs["metrics"] = metrics
     return out
 
@@ -378,6 +384,7 @@ def bd_columns(metrics: Sequence[str]) -> tuple[Column, ...]:
     for metric in metrics:
         label = METRIC_LABELS.get(metric, metric)
         cols.append(Column(f"points_{metric}", f"points {label}", 0, latex=False))
+    cols.append(Column("reason", "reason"))
     cols.append(Column("warning", "warning", latex=False))
     return tuple(cols)
 
@@ -386,7 +393,8 @@ ORIGIN_ORDER = {"measured": 0, "imported": 1, "published": 2}
 
 
 def bd_summary_table(bd: pd.DataFrame, method: str = "pchip",
-                     origins: dict[tuple[str, str], str] | None = None) -> Table:
+                     origins: dict[tuple[str, str], str] | None = None,
+                     conventions: str = "") -> Table:
     """BD-rate (lowest best) and BD quality (highest best) per codec, per dataset.
 
     ``origins`` maps (dataset, curve name) to the curve's origin; rows are sorted by
@@ -403,7 +411,8 @@ def bd_summary_table(bd: pd.DataFrame, method: str = "pchip",
     return Table("bd", "Bjøntegaard deltas", wide, bd_columns(metrics), group_by=("dataset",),
                  caption=f"Against the anchor of each dataset, {method} interpolation; "
                          "negative BD-rate = fewer bits for the same quality. Best per "
-                         "dataset in bold.")
+                         "dataset in bold; reason: why a value is missing or partial"
+                         f" (METRIC:CODE). {conventions}".rstrip())
 
 
 PER_IMAGE_COLUMNS = (
