@@ -204,34 +204,72 @@ class CheckpointEntry:
     config: dict = field(default_factory=dict)
 
     def to_toml(self) -> str:
-        lines = ["[[checkpoints]]", f"quality = {self.quality:g}"]
-        for key, value in (("path", self.path), ("url", self.url), ("sha256", self.sha256),
-                           ("metric", self.metric)):
-            if value is not None:
-                lines.append(f"{key} = {_toml_string(value)}")
-        if self.lmbda is not None:
-            lines.append(f"lambda = {self.lmbda!r}")
+        fields = {"quality": int(self.quality) if float(self.quality).is_integer()
+                  else self.quality, "path": self.path, "url": self.url,
+                  "sha256": self.sha256, "metric": self.metric, "lambda": self.lmbda}
+        lines = ["[[checkpoints]]"] + _toml_pairs(fields)
         if self.config:
-            lines.append("[checkpoints.config]")
-            lines.extend(f"{k} = {v!r}" for k, v in self.config.items())
+            lines += ["[checkpoints.config]"] + _toml_pairs(self.config)
         return "\n".join(lines)
 
 
+# A small TOML writer (the standard library only reads TOML): strings, booleans, numbers,
+# arrays and inline tables, with every string escaped so that any path round-trips.
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n",
+            "\f": "\\f", "\r": "\\r"}
+
+
 def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + "".join(_ESCAPES.get(c, f"\\u{ord(c):04x}" if ord(c) < 0x20 or c == "\x7f"
+                                      else c) for c in value) + '"'
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_string(key)
+
+
+def _toml_value(value) -> str:
+    """``value`` as a TOML value; None and other types have no TOML form and are refused."""
+    if isinstance(value, bool):  # before int: True is an int
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return ("nan" if value != value else "inf" if value == float("inf")
+                else "-inf" if value == float("-inf") else repr(value))
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}"
+                               for k, v in value.items()) + "}"
+    raise UsageError(f"cannot write {value!r} ({type(value).__name__}) into a manifest")
+
+
+def _toml_pairs(values: Mapping) -> list[str]:
+    """``key = value`` lines; None values are left out."""
+    return [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items() if v is not None]
 
 
 @dataclass
 class Manifest:
+    """A codec's checkpoints. ``architecture`` is set for a model of your own
+    (``harness models add``): the learned codec whose network every file fits."""
+
     codec: str
     entries: list[CheckpointEntry]
     path: Path | None = None
+    architecture: str | None = None
+    description: str | None = None
 
     def entry(self, quality: float) -> CheckpointEntry | None:
         return next((e for e in self.entries if e.quality == float(quality)), None)
 
     def to_toml(self) -> str:
-        head = f"codec = {_toml_string(self.codec)}\n"
+        head = "\n".join(_toml_pairs({"codec": self.codec, "architecture": self.architecture,
+                                      "description": self.description})) + "\n"
         return head + "".join("\n" + e.to_toml() + "\n" for e in
                               sorted(self.entries, key=lambda e: e.quality))
 
@@ -261,7 +299,8 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         entries.append(CheckpointEntry(float(raw["quality"]), raw.get("path"), raw.get("url"),
                                        raw.get("sha256"), raw.get("metric"),
                                        raw.get("lambda"), dict(raw.get("config", {}))))
-    return Manifest(data["codec"], entries, path)
+    return Manifest(data["codec"], entries, path, data.get("architecture"),
+                    data.get("description"))
 
 
 def manifest_for(codec: str) -> Manifest | None:
@@ -278,8 +317,12 @@ def write_manifest(manifest: Manifest) -> Path:
     return path
 
 
-def verify_entry(entry: CheckpointEntry, codec: str) -> str:
-    """Check that a manifest entry's file exists and matches its sha256; return the hash."""
+def verify_entry(entry: CheckpointEntry, codec: str,
+                 again: str = "`harness checkpoints add` it again") -> str:
+    """Check that a manifest entry's file exists and matches its sha256; return the hash.
+
+    ``again`` says how to register a file that was replaced on purpose.
+    """
     if not entry.path:
         raise CheckpointError(f"{codec} q={entry.quality:g}: no local file (url only:"
                               f" {entry.url}); download it and `harness checkpoints add`")
@@ -290,5 +333,5 @@ def verify_entry(entry: CheckpointEntry, codec: str) -> str:
         raise CheckpointError(
             f"{codec} q={entry.quality:g}: {entry.path} has sha256 {actual}, the manifest"
             f" says {entry.sha256}; the file is not the one listed (re-download it, or"
-            " `harness checkpoints add` it again if it was replaced on purpose)")
+            f" {again} if it was replaced on purpose)")
     return actual

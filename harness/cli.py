@@ -169,7 +169,8 @@ def prepare_codecs(args: argparse.Namespace):
         options = {k: v for k, v in options.items() if v is not None}
         refused = set(options) - set(codec.accepted_options)
         if "checkpoint" in refused:
-            raise UsageError(f"codec {name} takes no --checkpoint (it is not a learned codec)")
+            raise UsageError(f"codec {name} takes no --checkpoint (it is not a learned codec,"
+                             " or it is a model of your own, whose files are registered)")
         if "lenient" in refused:
             raise UsageError(f"codec {name} takes no --lenient (only codecs whose official"
                              " loader was lenient do)")
@@ -224,7 +225,8 @@ def cmd_codecs(args: argparse.Namespace) -> int:
         available = codec.availability()
         state = "available" if available.ok else f"unavailable: {available.reason}"
         points = ", ".join(f"{q:g}" for q in codec.qualities)
-        origin = "" if entry.origin == "built-in" else f" [plugin from {entry.origin}]"
+        origin = {"plugin": f" [plugin from {entry.origin}]",
+                  "model": " [your model: harness models show " + name + "]"}.get(entry.kind, "")
         print(f"{name:12s} {state}{origin}\n{'':12s} {codec.description}\n"
               f"{'':12s} {codec.quality_label}: {points}")
     return EXIT_OK
@@ -448,7 +450,19 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
         sha256 = ck.sha256_of(path) if path.is_file() else None
         if sha256 is None:
             raise UsageError(f"{path} does not exist")
+        from harness.registry import codec_entries, create_codec
+        from harness.user_models import released_mixing_warning
+
+        entry = codec_entries().get(args.codec)
+        if entry is not None and entry.kind == "model":
+            raise UsageError(f"{args.codec} is a model of your own: its checkpoints are"
+                             f" loaded into its architecture when added, with `harness models"
+                             f" add {args.codec} --replace --arch ARCH --checkpoints FILE ...`")
         _read_weights(args.codec, path)  # refuse unsafe or unreadable files now
+        if entry is not None:
+            warning = released_mixing_warning(create_codec(args.codec), args.quality, sha256)
+            if warning:
+                _say(f"warning: {warning}")
         manifest = ck.manifest_for(args.codec) or ck.Manifest(args.codec, [])
         manifest.entries = [e for e in manifest.entries if e.quality != float(args.quality)]
         manifest.entries.append(ck.CheckpointEntry(float(args.quality), str(path), args.url,
@@ -479,6 +493,45 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
                     state, failed = f"FAILED: {exc}", True
             print(f"  q={entry.quality:g}  {where}  {state}".rstrip())
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from harness import user_models
+    from harness.checkpoints import manifests_dir
+
+    if args.action == "add":
+        manifest = user_models.add_model(args.name, args.arch, args.checkpoints, args.lambdas,
+                                         args.description, args.metric, args.replace)
+        print(f"model {manifest.codec}: {len(manifest.entries)} checkpoints of"
+              f" {manifest.architecture}, qualities 1..{len(manifest.entries)} -> {manifest.path}"
+              f"\nmeasure it: harness run --codecs {manifest.codec} --datasets kodak")
+        return EXIT_OK
+    if args.action == "remove":
+        print(f"removed {user_models.remove_model(args.name)} (the checkpoint files are kept)")
+        return EXIT_OK
+    found = list(user_models.model_manifests())
+    if args.action == "show":
+        found = [m for m in found if m[0] == args.name]
+        if not found:
+            known = ", ".join(m[0] for m in user_models.model_manifests()) or "none"
+            raise UsageError(f"no model named {args.name} (models: {known})")
+    if not found:
+        print(f"no models in {manifests_dir()} (harness models add NAME --arch ARCH --checkpoints"
+              " FILE ...)")
+    for name, path, manifest, error in found:
+        if manifest is None:
+            print(f"{name}  UNREADABLE: {error}")
+            continue
+        print(f"{name}  {manifest.architecture}, {len(manifest.entries)} checkpoints  ({path})")
+        if args.action == "show":
+            if manifest.description:
+                print(f"  {manifest.description}")
+            for entry in sorted(manifest.entries, key=lambda e: e.quality):
+                lmbda = "" if entry.lmbda is None else f"  lambda {entry.lmbda:g}"
+                state = "" if Path(entry.path).is_file() else "  MISSING"
+                print(f"  q={entry.quality:g}{lmbda}  {entry.path}  sha256"
+                      f" {(entry.sha256 or '')[:16]}...{state}")
+    return EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -517,15 +570,15 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt", ".bin")
 def cmd_check(args: argparse.Namespace) -> int:
     from harness import check
     from harness.checkpoints import CheckpointError, CheckpointMismatch
-    from harness.curves import curve_from_file, measured_curves, published_curve
     from harness.images import load_image
     from harness.runner import CodecSpec
-    from harness.store import ResultsStore
     from harness.verify import verify_quality
 
+    # everything that can be refused is refused here, before any gate or measurement
     tol = check.Tolerances(args.max_bd_rate, args.max_psnr_drop, args.max_rate_increase,
                            args.forward_tolerance_db, args.max_rate_gap, args.image_psnr,
                            args.image_bpp)
+    _check_thresholds(args)
     for path in args.checkpoints:
         if not Path(path).is_file():
             raise UsageError(f"checkpoint {path} does not exist")
@@ -535,7 +588,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     if len(args.baseline) > 1 and not baseline_ckpts:
         raise UsageError("--baseline takes one curve (NAME@published, a results JSON or a"
                          " codec in the store) or several checkpoint files")
+    for path in baseline_ckpts:
+        if not Path(path).is_file():
+            raise UsageError(f"baseline checkpoint {path} does not exist")
+    for flag, path in (("--junit", args.junit), ("--markdown", args.markdown)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise UsageError(f"{flag} {path}: the folder {Path(path).resolve().parent} does"
+                             " not exist")
     datasets = resolve_datasets(args)
+    aggregate, rate = _convention(args)
+    baselines = {} if baseline_ckpts else _baseline_curves(
+        args.baseline[0], datasets, args.store, aggregate, rate, args.mixed_conventions)
     label = ", ".join(Path(p).name for p in args.checkpoints)
     report = check.CheckReport(f"{args.codec} [{label}]", " ".join(args.baseline), args.method)
 
@@ -619,7 +682,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     # codecs are told apart by fingerprint: two files may share a name
-    aggregate, rate = _convention(args)
     new_names = {c.fingerprint() for _, c in new_codecs}
     base_names = {c.fingerprint() for _, c in base_codecs}
     for dataset in datasets:
@@ -628,28 +690,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if baseline_ckpts:
             base_curve = _points(in_set, base_names, args.metric, aggregate, rate)
         else:
-            spec = args.baseline[0]
-            curve = None
-            if spec.endswith("@published"):
-                curve = published_curve(spec, dataset.id)
-            elif spec.endswith(".json"):
-                curve = curve_from_file(spec, dataset.id, want_rate=rate)
-            elif Path(args.store).is_file():
-                with ResultsStore(args.store, readonly=True) as store:
-                    curve = next((c for c in measured_curves(store, datasets=[dataset.id],
-                                                             aggregate=aggregate, rate=rate)
-                                  if c.name == spec), None)
-            if curve is None:
-                raise UsageError(f"no baseline curve {spec!r} on {dataset.id}: name a"
-                                 " published curve (vtm@published), a results JSON, a codec"
-                                 " measured in the store, or checkpoint files")
-            if curve.convention != (aggregate, rate) and not args.mixed_conventions:
-                raise UsageError(
-                    f"the baseline {spec} was made with aggregation {curve.aggregate} and rate"
-                    f" {curve.rate}, the new checkpoints are measured with {aggregate} and"
-                    f" {rate}: comparing them would measure the rules, not the checkpoints."
-                    " Pass the baseline's --aggregate / --rate, or --mixed-conventions")
-            base_curve = curve.rd(args.metric)
+            base_curve = baselines[dataset.id].rd(args.metric)
         if len(new_curve[0]) == 0:
             raise UsageError(f"no successful measurement of the new checkpoint(s) on"
                              f" {dataset.id}")
@@ -676,6 +717,64 @@ def cmd_check(args: argparse.Namespace) -> int:
     report.gates.append(check.Gate("rd", all(c.verdict == check.PASS
                                              for c in report.comparisons), "; ".join(verdicts)))
     return _check_output(args, report)
+
+
+def _check_thresholds(args: argparse.Namespace) -> None:
+    """Thresholds that no result could meet or fail (NaN, negative tolerances) are refused."""
+    for name in ("max_bd_rate", "max_psnr_drop", "max_rate_increase", "forward_tolerance_db",
+                 "max_rate_gap", "image_psnr", "image_bpp"):
+        value = getattr(args, name)
+        flag = "--" + name.replace("_", "-")
+        if math.isnan(value):
+            raise UsageError(f"{flag} is NaN: every comparison with it would pass")
+        if value < 0 and name in ("max_rate_gap", "image_psnr", "image_bpp"):
+            raise UsageError(f"{flag} is a tolerance on a size of change: give a value >= 0")
+    if args.gate_images < 1 or args.gate_crop < 1:
+        raise UsageError("--gate-images and --gate-crop must be at least 1 (the gates need"
+                         " an image to check)")
+
+
+def _baseline_curves(spec: str, datasets, store_path: str, aggregate: str, rate: str,
+                     mixed_conventions: bool) -> dict:
+    """The baseline curve ``spec`` on each dataset, found before anything is measured.
+
+    Raises:
+        UsageError: the file, store or curve is missing on a dataset, with what exists.
+    """
+    from harness.curves import curve_from_file, measured_curves, published_curve, published_names
+    from harness.store import ResultsStore
+
+    found = {}
+    for dataset in datasets:
+        if spec.endswith("@published"):
+            curve = published_curve(spec, dataset.id)
+            known = ", ".join(f"{n}@published" for n in published_names(dataset.id))
+            where = f"published curves on {dataset.id}: {known or 'none'}"
+        elif spec.endswith(".json"):
+            curve = curve_from_file(spec, dataset.id, want_rate=rate)  # unreadable: refused here
+            where = ""
+        else:
+            if not Path(store_path).is_file():
+                raise UsageError(f"--baseline {spec}: no results store at {store_path} to"
+                                 " find it in (measure it there first, or pass --store)")
+            with ResultsStore(store_path, readonly=True) as store:
+                curves = measured_curves(store, datasets=[dataset.id], aggregate=aggregate,
+                                         rate=rate)
+            curve = next((c for c in curves if c.name == spec), None)
+            where = (f"codecs measured on {dataset.id} in {store_path}:"
+                     f" {', '.join(c.name for c in curves) or 'none'}")
+        if curve is None:
+            raise UsageError(f"no baseline curve {spec!r} on {dataset.id} ({where}): name a"
+                             " published curve (vtm@published), a results JSON, a codec"
+                             " measured in the store, or checkpoint files")
+        if curve.convention != (aggregate, rate) and not mixed_conventions:
+            raise UsageError(
+                f"the baseline {spec} was made with aggregation {curve.aggregate} and rate"
+                f" {curve.rate}, the new checkpoints are measured with {aggregate} and"
+                f" {rate}: comparing them would measure the rules, not the checkpoints."
+                " Pass the baseline's --aggregate / --rate, or --mixed-conventions")
+        found[dataset.id] = curve
+    return found
 
 
 def _points(rows: list[dict], fingerprints: set[str], metric: str, aggregate: str, rate: str):
@@ -911,6 +1010,34 @@ def build_parser() -> argparse.ArgumentParser:
         sub = ckpt_actions.add_parser(action, help=f"{action} the registered checkpoints")
         sub.add_argument("codec", nargs="*")
     ckpt.set_defaults(handler=cmd_checkpoints)
+
+    models = commands.add_parser(
+        "models", epilog=EPILOG, help="models of your own: one named codec, many checkpoints",
+        description="Register a model of your own: a name, a learned architecture and one"
+                    " checkpoint per rate point. It is then a codec like the built-in ones"
+                    " (harness run --codecs NAME), measured at qualities 1..n, one curve.")
+    model_actions = models.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = model_actions.add_parser(
+        "add", help="register checkpoints (loaded strictly into the architecture first)")
+    add.add_argument("name", help="the codec name of your model (not a built-in codec's)")
+    add.add_argument("--arch", required=True, metavar="ARCH",
+                     help="the learned codec whose network the files fit (bmshj2018-factorized,"
+                          " mbt2018, cheng2020-attn, stf, wacnn, tcm, tic, shen2023,"
+                          " entroformer ...); widths such as TCM's N are read from the files")
+    add.add_argument("--checkpoints", nargs="+", required=True, metavar="FILE",
+                     help="one file per rate point, lowest rate first (quality 1, 2, ...)")
+    add.add_argument("--lambdas", nargs="+", type=float, metavar="L",
+                     help="the lambda of each checkpoint (labels, same order)")
+    add.add_argument("--description", help="one line for `harness codecs` and the report")
+    add.add_argument("--metric", choices=["mse", "ms-ssim"], help="what it was trained for")
+    add.add_argument("--replace", action="store_true", help="overwrite a model of that name")
+    model_actions.add_parser("list", help="list your models")
+    for action in ("show", "remove"):
+        sub = model_actions.add_parser(
+            action, help="show a model's checkpoints" if action == "show"
+            else "forget a model (its files are kept)")
+        sub.add_argument("name")
+    models.set_defaults(handler=cmd_models)
 
     verify = commands.add_parser(
         "verify", epilog=EPILOG, help="check a learned codec decodes from its bytes alone",

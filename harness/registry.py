@@ -61,19 +61,26 @@ class CodecEntry:
 
     name: str
     target: str
-    origin: str  # "built-in" or the distribution that provides the plugin
+    origin: str  # "built-in", the distribution of a plugin, or a model's manifest
+    kind: str = "built-in"  # "built-in" | "plugin" | "model" (harness models add)
 
 
 @lru_cache(maxsize=1)
 def codec_entries() -> dict[str, CodecEntry]:
-    """Every known codec name, built-ins first; a plugin cannot shadow a built-in."""
+    """Every known codec name: built-ins, then plugins, then models of your own
+    (``harness models add``); none can shadow an earlier one."""
+    from harness.user_models import model_manifests
+
     entries = {name: CodecEntry(name, target, "built-in")
                for name, target in BUILTIN_CODECS.items()}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in entries:
             continue
         dist = ep.dist.name if ep.dist is not None else "unknown distribution"
-        entries[ep.name] = CodecEntry(ep.name, ep.value, dist)
+        entries[ep.name] = CodecEntry(ep.name, ep.value, dist, "plugin")
+    for name, path, _, _ in model_manifests():
+        entries.setdefault(name, CodecEntry(name, f"harness.user_models:MODELS[{name}]",
+                                            str(path), "model"))
     return entries
 
 
@@ -119,9 +126,11 @@ def _create_codec(name: str, options: tuple) -> Codec:
         factory = _load_target(entry.target)
         codec = factory(**dict(options))
     except Exception as exc:  # a broken plugin must not take the harness down
+        fix = (f"Fix the model's manifest, or add it again (harness models add {name}"
+               " --replace ...)" if entry.kind == "model" else "Reinstall or fix that package")
         raise UsageError(
             f"codec {name!r} ({entry.target}, from {entry.origin}) failed to load: "
-            f"{type(exc).__name__}: {exc}. Reinstall or fix that package."
+            f"{type(exc).__name__}: {exc}. {fix}."
         ) from exc
     if not isinstance(codec, Codec):
         raise UsageError(
