@@ -45,8 +45,8 @@ def check_convention(aggregate: str, rate: str) -> None:
 
 def convention_text(aggregate: str, rate: str) -> str:
     """The one line every output carries to say how its numbers were made."""
-    rates = {"payload": "entropy-coded payload bpp (header left out)",
-             "file": "whole-file bpp (header included)"}
+    rates = {"payload": "entropy-coded payload bpp, header left out",
+             "file": "whole-file bpp, header included"}
     aggregates = {"mean-linear": "means over images, MS-SSIM dB of the mean linear MS-SSIM",
                   "mean-db": "means over images, MS-SSIM dB as the mean of per-image dB"}
     return f"rate: {rate} ({rates[rate]}); aggregation: {aggregate} ({aggregates[aggregate]})"

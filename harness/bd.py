@@ -348,7 +348,7 @@ def _curve(name: str, rate: object, quality: object, method: str,
     if close.size:
         k = int(close[0])
         raise BDInputError(
-            f"{name} curve: rates {float(r[k])!r} and {float(r[k + 1])!r} are "
+            f"{name} curve: rates {float(r[k]):.6g} and {float(r[k + 1]):.6g} are "
             f"{spacing[k]:.3%} apart, closer than the {min_spacing:.2%} a BD interpolation "
             "needs (between such points every interpolant swings). Drop one of them",
             "close-rates")

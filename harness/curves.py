@@ -298,14 +298,9 @@ def published_catalog(datasets: Iterable[str] | None = None) -> list[dict]:
 
 def _published_set_named(name: str) -> str:
     """The published set for a dataset name, alias or stored id."""
-    found = _published_dataset(name)
-    if found is None:
-        from harness.datasets import _all_manifests, _lookup
+    from harness.datasets import dataset_id
 
-        match = _lookup(name, _all_manifests())
-        if match is not None:
-            manifest, params = match
-            found = _published_dataset(manifest.stored_id(params or None))
+    found = _published_dataset(name) or _published_dataset(dataset_id(name))
     if found is None:
         raise UsageError(f"no published curves for dataset {name!r}; the published sets are"
                          f" {', '.join(_published_index())}")

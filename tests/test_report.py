@@ -465,7 +465,7 @@ def _browser(args: list[str], url: str, profile: Path, timeout: float = 90):
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
-def test_page_renders_in_headless_chromium(real_report, tmp_path):
+def test_page_renders_in_headless_chromium(real_report, real_store, tmp_path):
     if _chromium() is None:
         if os.environ.get("CI") == "true":
             pytest.fail("chromium is not installed, but CI must run the browser check")
@@ -497,18 +497,19 @@ def test_page_renders_in_headless_chromium(real_report, tmp_path):
     parsed.feed(dom.stdout)
     tables = parsed.tables
     assert len(tables["per-image-table"]["rows"]) == 12
-    assert len(tables["bd-folder_photos"]["rows"]) == 1
-    means = tables["means-folder_photos"]
+    photos = report_plots.slug(_photos_id(real_store))
+    assert len(tables[f"bd-{photos}"]["rows"]) == 1
+    means = tables[f"means-{photos}"]
     assert len(means["rows"]) == 6
     headers = [c["text"].strip() for c in means["head"][0]]
     column = headers.index("PSNR (dB)")
     unsorted = [float(r[column]["attrs"]["data-v"]) for r in means["rows"]]
     assert unsorted != sorted(unsorted, reverse=True)
 
-    dom = _browser(["--dump-dom"], f"{page}#sort=means-folder_photos:{column}:desc", profile)
+    dom = _browser(["--dump-dom"], f"{page}#sort=means-{photos}:{column}:desc", profile)
     parsed = _Tables()
     parsed.feed(dom.stdout)
-    means = parsed.tables["means-folder_photos"]
+    means = parsed.tables[f"means-{photos}"]
     values = [float(r[column]["attrs"]["data-v"]) for r in means["rows"]]
     assert values == sorted(unsorted, reverse=True)
     assert means["head"][0][column]["attrs"].get("aria-sort") == "descending"
