@@ -200,3 +200,39 @@ def test_legacy_entropy_bottleneck_names_load(style, tmp_path, sample_pixels):
     codec = create_codec("bmshj2018-factorized", checkpoint=str(path))
     image = np.ascontiguousarray(sample_pixels[:64, :64])
     assert codec.decode(codec.encode(image, 1)).shape == image.shape
+
+
+def _nan_checkpoint(directory):
+    from compressai.zoo.image import _load_model
+
+    torch.manual_seed(0)
+    state = dict(_load_model("bmshj2018-factorized", "mse", 1).state_dict())
+    state["g_a.0.weight"] = torch.full_like(state["g_a.0.weight"], float("nan"))
+    path = directory / "diverged.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_a_diverged_checkpoint_is_an_error_naming_the_tensor_in_seconds(tmp_path, checkpoints,
+                                                                       photo_folder):
+    """NaN weights sent CompressAI's rANS coder into an endless loop."""
+    nan = _nan_checkpoint(tmp_path)
+    done = run_cli("run", "--codecs", "bmshj2018-factorized", "--checkpoint", str(nan),
+                   "--datasets", str(photo_folder), "--store", str(tmp_path / "s.sqlite"),
+                   "--jobs", "1", timeout=120)
+    assert "non-finite values in diverged.pth, tensor g_a.0.weight" in done.stderr, done.stderr
+    done = run_cli("check", "bmshj2018-factorized", "--checkpoints", str(nan), "--baseline",
+                   str(checkpoints["bmshj2018-factorized"]), "--datasets",
+                   str(photo_folder), timeout=120)
+    assert done.returncode == 2 and "g_a.0.weight" in done.stderr, done.stdout + done.stderr
+
+
+def test_non_finite_latents_are_refused_before_the_coder(checkpoints, sample_pixels):
+    """Finite weights can still overflow: what reaches the coder is checked, module named."""
+    codec = create_codec("bmshj2018-factorized",
+                         checkpoint=str(checkpoints["bmshj2018-factorized"]))
+    net = codec.model(1)
+    with torch.no_grad():
+        net.g_a[0].weight.mul_(1e30)  # finite, but the analysis transform overflows to inf
+    with pytest.raises(CheckpointError, match="non-finite values in the output of g_a"):
+        codec.encode(np.ascontiguousarray(sample_pixels[:64, :64]), 1)

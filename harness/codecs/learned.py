@@ -147,6 +147,40 @@ def unpack(data: bytes) -> Bitstream:
     return Bitstream(codec, quality, height, width, tuple(shape), strings)
 
 
+# --- finiteness -----------------------------------------------------------------------------
+
+class NonFiniteValues(CheckpointError):
+    """NaN or inf in weights or in what the network gives the entropy coder: CompressAI's
+    rANS coder loops forever on them, so they are refused before coding."""
+
+
+def require_finite(tensor, what: str) -> None:
+    import torch
+
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise NonFiniteValues(
+            f"non-finite values in {what}: {bad} of {tensor.numel()} values are NaN or inf"
+            " (a diverged or damaged checkpoint; nothing was entropy-coded)")
+
+
+def _require_finite_output(module_name: str):
+    """A forward hook refusing NaN/inf in a top-level module's output (latents, scales)."""
+    def hook(module, inputs, output):
+        import torch
+
+        pending = [output]
+        while pending:
+            value = pending.pop()
+            if isinstance(value, torch.Tensor):
+                require_finite(value, f"the output of {module_name}")
+            elif isinstance(value, list | tuple):
+                pending.extend(value)
+            elif isinstance(value, dict):
+                pending.extend(value.values())
+    return hook
+
+
 def payload_bytes(data: bytes) -> int:
     """Bytes of the entropy-coded strings alone (the rate CompressAI reports)."""
     return sum(len(s) for s in unpack(data).strings)
@@ -271,10 +305,15 @@ class LearnedCodec(Codec):
             state_dict = self.read_weights(path)
             net = self.build(state_dict, quality)
             self.load_weights(net, state_dict, path)
+            for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
+                require_finite(tensor, f"{path.name}, tensor {name}")
             if net.update(force=False):
                 self.notes.append(f"{path.name}: entropy-model CDF tables were absent and"
                                   " have been rebuilt with update()")
                 print(f"note: {self.notes[-1]}", file=sys.stderr)
+            # everything the coder gets comes out of a top-level module (g_a, h_s, ...)
+            for name, child in net.named_children():
+                child.register_forward_hook(_require_finite_output(name))
             net = net.eval().to(self.device)
             torch.set_grad_enabled(False)
             self._models[key] = net
