@@ -12,8 +12,12 @@ The adapter makes the usual mistakes impossible or loud:
 The byte string (:func:`pack` / :func:`unpack`) is a small versioned header followed by
 the entropy-coded strings::
 
-    b"LICB" | version (1 byte) | codec name | quality | original height, width |
+    b"LICB" | version (1 byte) | architecture | quality | original height, width |
     latent shape | number of strings | each string: length + bytes
+
+It holds only what a decoder needs: the architecture's name (never a checkpoint file's
+or a model's name, so renaming a file changes no byte), the quality that picks the
+weights, and the shapes. Version 1 wrote the codec name there.
 
 Integers are LEB128 varints, texts are length-prefixed UTF-8. The CompressAI-compatible
 rate (strings only, as ``compressai.utils.eval_model`` counts it) is
@@ -48,7 +52,7 @@ from harness.errors import CodecUnavailable
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
 MAGIC = b"LICB"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 # --- the byte string --------------------------------------------------------------------
@@ -205,11 +209,19 @@ class LearnedCodec(Codec):
     weights come from (:meth:`weights_path`). Networks are loaded once per process.
     """
 
+    # The network the bitstream needs, written in its header: a codec class's own name
+    # unless it says otherwise (a model of your own names its architecture's).
+    architecture: str = ""
     pad_multiple: int = 64
     pad_minimum: int = 0
     pad_mode: str = "constant"  # zeros; "replicate" repeats the border pixels
     quality_label = "quality index"
     accepted_options = ("checkpoint", "device")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in vars(cls) and "architecture" not in vars(cls):
+            cls.architecture = cls.name
 
     def __init__(self, device: str | None = None, checkpoint: str | None = None):
         self.device = device or os.environ.get("HARNESS_DEVICE") or "cpu"
@@ -372,15 +384,16 @@ class LearnedCodec(Codec):
                                  f" {len(group)}")
             strings.append(bytes(group[0]))
         height, width = image.shape[:2]
-        return pack(Bitstream(self.name, float(quality), height, width,
+        return pack(Bitstream(self.architecture, float(quality), height, width,
                               tuple(out["shape"]), tuple(strings)))
 
     def decode(self, bitstream: bytes) -> np.ndarray:
         import torch
 
         stream = unpack(bitstream)
-        if stream.codec != self.name:
-            raise ValueError(f"this bitstream was written by {stream.codec!r}, not {self.name!r}")
+        if stream.codec != self.architecture:
+            raise ValueError(f"this bitstream was written by the {stream.codec!r} network;"
+                             f" {self.name} is a {self.architecture!r} network")
         net = self.model(stream.quality)
         shape = [torch.Size(s) if isinstance(s, tuple) else s for s in stream.shape]
         if all(isinstance(s, int) for s in shape):
