@@ -3,6 +3,7 @@ official CompressAI layouts (no weights can be downloaded here)."""
 
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -252,3 +253,22 @@ def test_the_checkpoint_file_name_changes_no_byte_of_the_bitstream(tmp_path, che
     assert short.name != long.name and short_data == long_data
     assert np.array_equal(long.decode(short_data), short.decode(short_data))
     assert unpack(short_data).codec == "bmshj2018-factorized"
+
+
+def test_crafted_headers_are_refused_before_the_native_decoder(checkpoints, sample_pixels):
+    """These once segfaulted the decoder or decoded to an image of the wrong size."""
+    from dataclasses import replace
+
+    codec = create_codec("bmshj2018-hyperprior",
+                         checkpoint=str(checkpoints["bmshj2018-hyperprior"]))
+    stream = unpack(codec.encode(np.ascontiguousarray(sample_pixels[:64, :64]), 1))
+    crafted = {
+        "claims a 100000x100000 image": replace(stream, height=100000, width=100000),
+        "claims a 0x0 image": replace(stream, height=0, width=0),
+        "latent shape (600, 600) does not fit a 64x64 image": replace(stream, shape=(600, 600)),
+        "empty entropy-coded string": replace(stream, strings=(b"",) * len(stream.strings)),
+    }
+    for message, bad in crafted.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            codec.decode(pack(bad))
+    assert codec.decode(pack(stream)).shape == (64, 64, 3)

@@ -215,6 +215,7 @@ class LearnedCodec(Codec):
     pad_multiple: int = 64
     pad_minimum: int = 0
     pad_mode: str = "constant"  # zeros; "replicate" repeats the border pixels
+    latent_stride: int = 64  # the padded image's size over the coded latent's (z)
     quality_label = "quality index"
     accepted_options = ("checkpoint", "device")
 
@@ -387,13 +388,36 @@ class LearnedCodec(Codec):
         return pack(Bitstream(self.architecture, float(quality), height, width,
                               tuple(out["shape"]), tuple(strings)))
 
+    def check_header(self, stream: Bitstream) -> None:
+        """Refuse a header that does not fit this network or its payload.
+
+        The native decoders trust what they are given (a latent larger than its string
+        reads past the buffer), so every field is checked before they run.
+        """
+        from PIL import Image
+
+        if stream.codec != self.architecture:
+            raise ValueError(f"this bitstream was written by the {stream.codec!r} network;"
+                             f" {self.name} is a {self.architecture!r} network")
+        height, width = stream.height, stream.width
+        if not (height >= 1 and width >= 1 and height * width <= Image.MAX_IMAGE_PIXELS):
+            raise ValueError(f"the bitstream header claims a {height}x{width} image; an"
+                             f" image has 1 to {Image.MAX_IMAGE_PIXELS} pixels")
+        left, right, top, bottom = padding(height, width, self.pad_multiple, self.pad_minimum)
+        expected = ((height + top + bottom) // self.latent_stride,
+                    (width + left + right) // self.latent_stride)
+        if all(isinstance(s, int) for s in stream.shape) and tuple(stream.shape) != expected:
+            raise ValueError(f"the bitstream header's latent shape {tuple(stream.shape)} does"
+                             f" not fit a {height}x{width} image ({expected} expected)")
+        if not stream.strings or not all(stream.strings):
+            raise ValueError("the bitstream holds an empty entropy-coded string; a coder"
+                             " always writes at least its final state")
+
     def decode(self, bitstream: bytes) -> np.ndarray:
         import torch
 
         stream = unpack(bitstream)
-        if stream.codec != self.architecture:
-            raise ValueError(f"this bitstream was written by the {stream.codec!r} network;"
-                             f" {self.name} is a {self.architecture!r} network")
+        self.check_header(stream)
         net = self.model(stream.quality)
         shape = [torch.Size(s) if isinstance(s, tuple) else s for s in stream.shape]
         if all(isinstance(s, int) for s in shape):
