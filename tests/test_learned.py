@@ -272,3 +272,26 @@ def test_crafted_headers_are_refused_before_the_native_decoder(checkpoints, samp
         with pytest.raises(ValueError, match=re.escape(message)):
             codec.decode(pack(bad))
     assert codec.decode(pack(stream)).shape == (64, 64, 3)
+
+
+def test_verify_and_check_refuse_to_check_nothing_or_a_bogus_device(tmp_path, checkpoints,
+                                                                     photo_folder):
+    from harness.verify import verify_quality
+
+    ckpt = str(checkpoints["bmshj2018-factorized"])
+    codec = create_codec("bmshj2018-factorized", checkpoint=ckpt)
+    assert not verify_quality(codec, "bmshj2018-factorized", {"checkpoint": ckpt}, 1, []).ok
+    cases = {
+        ("verify", "bmshj2018-factorized", "--checkpoint", ckpt, "--images", "0"):
+            "--images and --crop must be at least 1",
+        ("verify", "bmshj2018-factorized", "--checkpoint", ckpt, "--device", "bogus"):
+            "'bogus' (--device or $HARNESS_DEVICE) is not a torch device",
+        ("check", "bmshj2018-factorized", "--checkpoints", ckpt, "--baseline", ckpt,
+         "--datasets", str(photo_folder), "--device", "bogus"):
+            "'bogus' (--device or $HARNESS_DEVICE) is not a torch device",
+    }
+    for args, message in cases.items():
+        done = run_cli(*args, "--store", str(tmp_path / "s.sqlite")) if args[0] == "check" \
+            else run_cli(*args)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr

@@ -273,14 +273,16 @@ class LearnedCodec(Codec):
     def availability(self) -> Availability:
         try:
             import compressai  # noqa: F401
-            import torch  # noqa: F401
+            import torch
         except ImportError as exc:
             return Availability(False, f"{exc.name} is not installed: pip install compressai")
-        if self.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                return Availability(False, "--device cuda asked, but no CUDA device is here")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            return Availability(False, f"device {self.device!r} (--device or $HARNESS_DEVICE)"
+                                       " is not a torch device; use cpu, cuda, cuda:N or mps")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            return Availability(False, "--device cuda asked, but no CUDA device is here")
         return Availability(True)
 
     def check_quality(self, quality: Quality) -> Quality:
@@ -294,6 +296,9 @@ class LearnedCodec(Codec):
 
     def prepare(self, quality: Quality) -> None:
         """Fetch and strictly load the weights now, so a bad file stops the run early."""
+        available = self.availability()  # callers that skip it still get its reason
+        if not available.ok:
+            raise CodecUnavailable(f"{self.name}: {available.reason}")
         self.model(quality)
 
     def fingerprint(self) -> str:
