@@ -295,3 +295,15 @@ def test_verify_and_check_refuse_to_check_nothing_or_a_bogus_device(tmp_path, ch
             else run_cli(*args)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_golden_files_of_images_sharing_a_stem_are_kept_apart(tmp_path, sample_pixels):
+    from harness.check import check_golden, write_golden
+
+    codec = create_codec("jpeg")
+    crops = [np.ascontiguousarray(sample_pixels[i:i + 32, :32]) for i in (0, 40, 80)]
+    ids = ["a/x.png", "b/x.png", "x.jpg"]
+    write_golden(codec, list(zip(ids, crops, strict=True)), 50, tmp_path)
+    assert len(list(tmp_path.glob("*.bin"))) == len(list(tmp_path.glob("*.md5"))) == 3
+    gate = check_golden(codec, tmp_path)
+    assert gate.passed and "3 golden bitstreams" in gate.message, gate
