@@ -215,7 +215,9 @@ class LearnedCodec(Codec):
     pad_multiple: int = 64
     pad_minimum: int = 0
     pad_mode: str = "constant"  # zeros; "replicate" repeats the border pixels
-    latent_stride: int = 64  # the padded image's size over the coded latent's (z)
+    # The padded image's size over the coded latent's (the shape in the header); None
+    # when unknown (a plugin): then only a common stride of both sides is required.
+    latent_stride: int | None = None
     quality_label = "quality index"
     accepted_options = ("checkpoint", "device")
 
@@ -409,11 +411,15 @@ class LearnedCodec(Codec):
             raise ValueError(f"the bitstream header claims a {height}x{width} image; an"
                              f" image has 1 to {Image.MAX_IMAGE_PIXELS} pixels")
         left, right, top, bottom = padding(height, width, self.pad_multiple, self.pad_minimum)
-        expected = ((height + top + bottom) // self.latent_stride,
-                    (width + left + right) // self.latent_stride)
-        if all(isinstance(s, int) for s in stream.shape) and tuple(stream.shape) != expected:
-            raise ValueError(f"the bitstream header's latent shape {tuple(stream.shape)} does"
-                             f" not fit a {height}x{width} image ({expected} expected)")
+        padded = (height + top + bottom, width + left + right)
+        shape = tuple(stream.shape)
+        if len(shape) == 2 and all(isinstance(s, int) for s in shape):
+            stride = self.latent_stride or (padded[0] // shape[0] if shape[0] else 0)
+            expected = (padded[0] // stride, padded[1] // stride) if stride else None
+            if shape != expected:
+                raise ValueError(f"the bitstream header's latent shape {shape} does not fit"
+                                 f" a {height}x{width} image"
+                                 + (f" ({expected} expected)" if expected else ""))
         if not stream.strings or not all(stream.strings):
             raise ValueError("the bitstream holds an empty entropy-coded string; a coder"
                              " always writes at least its final state")
@@ -542,6 +548,8 @@ def _zoo_codec(architecture: str, metric: str, qualities: Sequence[int], descrip
         "name": f"{architecture}{suffix}",
         "architecture": architecture,
         "metric": metric,
+        # the factorized prior codes y (1/16); the others' header shape is z's (1/64)
+        "latent_stride": 16 if architecture == "bmshj2018-factorized" else 64,
         "qualities": tuple(qualities),
         "description": f"{description}, CompressAI zoo, trained for {metric}",
     })
