@@ -189,12 +189,19 @@ def pixels_md5(pixels: np.ndarray) -> str:
     return hashlib.md5(np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
+def golden_name(image_id: str) -> str:
+    """A file name for ``image_id``'s golden files: readable, and unique for the whole id
+    (``a/x.png``, ``b/x.png`` and ``x.jpg`` share a stem)."""
+    digest = hashlib.sha256(image_id.encode()).hexdigest()[:12]
+    return f"{Path(image_id).stem}-{digest}"
+
+
 def write_golden(codec, images: list[tuple[str, np.ndarray]], quality, folder: Path) -> None:
     """Bitstreams of ``images`` and the md5 of their decoded pixels, for later checks."""
     folder.mkdir(parents=True, exist_ok=True)
     for image_id, image in images:
         data = codec.encode(image, quality)
-        stem = Path(image_id).stem
+        stem = golden_name(image_id)
         (folder / f"{stem}.bin").write_bytes(data)
         (folder / f"{stem}.md5").write_text(pixels_md5(codec.decode(data)) + "\n")
 

@@ -30,6 +30,7 @@ import os
 import pickle
 import re
 import tomllib
+import zipfile
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,57 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+# Largest checkpoint, counted as its records' unpacked size; HARNESS_MAX_CHECKPOINT_BYTES
+# overrides it. The largest released learned-codec files are a few hundred MB.
+MAX_CHECKPOINT_BYTES = 4 << 30
+
+
+def check_checkpoint_format(path: str | os.PathLike) -> None:
+    """Refuse, before anything of it is deserialised, a file that is not plain weights.
+
+    Only a torch zip archive (``torch.save``; records are stored, ``data.pkl`` holds the
+    structure) or a legacy torch pickle is read. A TorchScript archive is a program
+    (``torch.load`` hands it to ``torch.jit.load``, which runs its code), so it is
+    refused, as is an archive whose records unpack past the size cap.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist"
+                              + (" (it is a folder)" if path.is_dir() else ""))
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    if head[:1] == b"\x80":  # a pickle: the legacy torch format, read by the unpicklers
+        return
+    if head != b"PK\x03\x04":
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint: it is neither a torch.save zip archive"
+            f" nor a pickle (it starts with {head!r}). Save the weights with"
+            " torch.save(model.state_dict(), PATH)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is a damaged zip archive ({exc})") from None
+    names = [r.filename for r in records]
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        raise CheckpointError(
+            f"{path} is a TorchScript archive (torch.jit.save): a program, whose code would"
+            " run when it is loaded, not a file of weights; refused. Save the weights with"
+            " torch.save(model.state_dict(), PATH)")
+    if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        raise CheckpointError(f"{path} is a zip archive but not a torch.save checkpoint (no"
+                              " data.pkl record)")
+    limit = int(os.environ.get("HARNESS_MAX_CHECKPOINT_BYTES", MAX_CHECKPOINT_BYTES))
+    unpacked = sum(r.file_size for r in records)
+    if unpacked > limit:
+        raise CheckpointError(
+            f"{path} ({path.stat().st_size} bytes) unpacks to {unpacked} bytes, over the"
+            f" {limit}-byte limit for a checkpoint; refused before reading it (set"
+            " HARNESS_MAX_CHECKPOINT_BYTES to raise the limit for a genuine file)")
+
+
 def read_state_dict(path: str | os.PathLike) -> dict:
     """The tensors of a checkpoint file, unwrapped and with keys normalised.
 
@@ -66,8 +118,7 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     import torch
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    check_checkpoint_format(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

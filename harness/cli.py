@@ -540,6 +540,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from harness.images import load_image
     from harness.verify import format_checks, verify_quality
 
+    if args.images < 1 or (args.crop is not None and args.crop < 1):
+        raise UsageError("--images and --crop must be at least 1 (nothing would be verified)")
     args.codecs = [args.codec]
     (codecs, qualities, problems) = prepare_codecs(args)
     for problem in problems:

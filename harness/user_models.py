@@ -121,6 +121,7 @@ def codec_class(manifest: Manifest) -> type:
     description = manifest.description or "your model"
     return type(f"{base.__name__}Model", (OwnModel, base), {
         "name": manifest.codec,
+        "architecture": base.architecture,  # its bitstreams are its architecture's
         "qualities": tuple(int(e.quality) if e.quality.is_integer() else e.quality
                            for e in entries),
         "quality_label": label,

@@ -66,6 +66,9 @@ def verify_quality(codec: LearnedCodec, registry_name: str, options: dict, quali
                    images: list[tuple[str, np.ndarray]], tolerance_db: float = 40.0,
                    fresh_process: bool = True) -> QualityCheck:
     check = QualityCheck(float(quality))
+    if not images:  # passing on nothing checked would be a lie
+        check.failures.append("no images to check")
+        return check
     codec.model(quality)  # load once, outside the timings
     for image_id, image in images:
         start = time.perf_counter()

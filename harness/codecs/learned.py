@@ -12,8 +12,12 @@ The adapter makes the usual mistakes impossible or loud:
 The byte string (:func:`pack` / :func:`unpack`) is a small versioned header followed by
 the entropy-coded strings::
 
-    b"LICB" | version (1 byte) | codec name | quality | original height, width |
+    b"LICB" | version (1 byte) | architecture | quality | original height, width |
     latent shape | number of strings | each string: length + bytes
+
+It holds only what a decoder needs: the architecture's name (never a checkpoint file's
+or a model's name, so renaming a file changes no byte), the quality that picks the
+weights, and the shapes. Version 1 wrote the codec name there.
 
 Integers are LEB128 varints, texts are length-prefixed UTF-8. The CompressAI-compatible
 rate (strings only, as ``compressai.utils.eval_model`` counts it) is
@@ -48,7 +52,7 @@ from harness.errors import CodecUnavailable
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
 MAGIC = b"LICB"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 # --- the byte string --------------------------------------------------------------------
@@ -147,6 +151,40 @@ def unpack(data: bytes) -> Bitstream:
     return Bitstream(codec, quality, height, width, tuple(shape), strings)
 
 
+# --- finiteness -----------------------------------------------------------------------------
+
+class NonFiniteValues(CheckpointError):
+    """NaN or inf in weights or in what the network gives the entropy coder: CompressAI's
+    rANS coder loops forever on them, so they are refused before coding."""
+
+
+def require_finite(tensor, what: str) -> None:
+    import torch
+
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise NonFiniteValues(
+            f"non-finite values in {what}: {bad} of {tensor.numel()} values are NaN or inf"
+            " (a diverged or damaged checkpoint; nothing was entropy-coded)")
+
+
+def _require_finite_output(module_name: str):
+    """A forward hook refusing NaN/inf in a top-level module's output (latents, scales)."""
+    def hook(module, inputs, output):
+        import torch
+
+        pending = [output]
+        while pending:
+            value = pending.pop()
+            if isinstance(value, torch.Tensor):
+                require_finite(value, f"the output of {module_name}")
+            elif isinstance(value, list | tuple):
+                pending.extend(value)
+            elif isinstance(value, dict):
+                pending.extend(value.values())
+    return hook
+
+
 def payload_bytes(data: bytes) -> int:
     """Bytes of the entropy-coded strings alone (the rate CompressAI reports)."""
     return sum(len(s) for s in unpack(data).strings)
@@ -171,11 +209,22 @@ class LearnedCodec(Codec):
     weights come from (:meth:`weights_path`). Networks are loaded once per process.
     """
 
+    # The network the bitstream needs, written in its header: a codec class's own name
+    # unless it says otherwise (a model of your own names its architecture's).
+    architecture: str = ""
     pad_multiple: int = 64
     pad_minimum: int = 0
     pad_mode: str = "constant"  # zeros; "replicate" repeats the border pixels
+    # The padded image's size over the coded latent's (the shape in the header); None
+    # when unknown (a plugin): then only a common stride of both sides is required.
+    latent_stride: int | None = None
     quality_label = "quality index"
     accepted_options = ("checkpoint", "device")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in vars(cls) and "architecture" not in vars(cls):
+            cls.architecture = cls.name
 
     def __init__(self, device: str | None = None, checkpoint: str | None = None):
         self.device = device or os.environ.get("HARNESS_DEVICE") or "cpu"
@@ -226,14 +275,16 @@ class LearnedCodec(Codec):
     def availability(self) -> Availability:
         try:
             import compressai  # noqa: F401
-            import torch  # noqa: F401
+            import torch
         except ImportError as exc:
             return Availability(False, f"{exc.name} is not installed: pip install compressai")
-        if self.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                return Availability(False, "--device cuda asked, but no CUDA device is here")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            return Availability(False, f"device {self.device!r} (--device or $HARNESS_DEVICE)"
+                                       " is not a torch device; use cpu, cuda, cuda:N or mps")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            return Availability(False, "--device cuda asked, but no CUDA device is here")
         return Availability(True)
 
     def check_quality(self, quality: Quality) -> Quality:
@@ -247,6 +298,9 @@ class LearnedCodec(Codec):
 
     def prepare(self, quality: Quality) -> None:
         """Fetch and strictly load the weights now, so a bad file stops the run early."""
+        available = self.availability()  # callers that skip it still get its reason
+        if not available.ok:
+            raise CodecUnavailable(f"{self.name}: {available.reason}")
         self.model(quality)
 
     def fingerprint(self) -> str:
@@ -271,10 +325,15 @@ class LearnedCodec(Codec):
             state_dict = self.read_weights(path)
             net = self.build(state_dict, quality)
             self.load_weights(net, state_dict, path)
+            for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
+                require_finite(tensor, f"{path.name}, tensor {name}")
             if net.update(force=False):
                 self.notes.append(f"{path.name}: entropy-model CDF tables were absent and"
                                   " have been rebuilt with update()")
                 print(f"note: {self.notes[-1]}", file=sys.stderr)
+            # everything the coder gets comes out of a top-level module (g_a, h_s, ...)
+            for name, child in net.named_children():
+                child.register_forward_hook(_require_finite_output(name))
             net = net.eval().to(self.device)
             torch.set_grad_enabled(False)
             self._models[key] = net
@@ -333,15 +392,43 @@ class LearnedCodec(Codec):
                                  f" {len(group)}")
             strings.append(bytes(group[0]))
         height, width = image.shape[:2]
-        return pack(Bitstream(self.name, float(quality), height, width,
+        return pack(Bitstream(self.architecture, float(quality), height, width,
                               tuple(out["shape"]), tuple(strings)))
+
+    def check_header(self, stream: Bitstream) -> None:
+        """Refuse a header that does not fit this network or its payload.
+
+        The native decoders trust what they are given (a latent larger than its string
+        reads past the buffer), so every field is checked before they run.
+        """
+        from PIL import Image
+
+        if stream.codec != self.architecture:
+            raise ValueError(f"this bitstream was written by the {stream.codec!r} network;"
+                             f" {self.name} is a {self.architecture!r} network")
+        height, width = stream.height, stream.width
+        if not (height >= 1 and width >= 1 and height * width <= Image.MAX_IMAGE_PIXELS):
+            raise ValueError(f"the bitstream header claims a {height}x{width} image; an"
+                             f" image has 1 to {Image.MAX_IMAGE_PIXELS} pixels")
+        left, right, top, bottom = padding(height, width, self.pad_multiple, self.pad_minimum)
+        padded = (height + top + bottom, width + left + right)
+        shape = tuple(stream.shape)
+        if len(shape) == 2 and all(isinstance(s, int) for s in shape):
+            stride = self.latent_stride or (padded[0] // shape[0] if shape[0] else 0)
+            expected = (padded[0] // stride, padded[1] // stride) if stride else None
+            if shape != expected:
+                raise ValueError(f"the bitstream header's latent shape {shape} does not fit"
+                                 f" a {height}x{width} image"
+                                 + (f" ({expected} expected)" if expected else ""))
+        if not stream.strings or not all(stream.strings):
+            raise ValueError("the bitstream holds an empty entropy-coded string; a coder"
+                             " always writes at least its final state")
 
     def decode(self, bitstream: bytes) -> np.ndarray:
         import torch
 
         stream = unpack(bitstream)
-        if stream.codec != self.name:
-            raise ValueError(f"this bitstream was written by {stream.codec!r}, not {self.name!r}")
+        self.check_header(stream)
         net = self.model(stream.quality)
         shape = [torch.Size(s) if isinstance(s, tuple) else s for s in stream.shape]
         if all(isinstance(s, int) for s in shape):
@@ -461,6 +548,8 @@ def _zoo_codec(architecture: str, metric: str, qualities: Sequence[int], descrip
         "name": f"{architecture}{suffix}",
         "architecture": architecture,
         "metric": metric,
+        # the factorized prior codes y (1/16); the others' header shape is z's (1/64)
+        "latent_stride": 16 if architecture == "bmshj2018-factorized" else 64,
         "qualities": tuple(qualities),
         "description": f"{description}, CompressAI zoo, trained for {metric}",
     })

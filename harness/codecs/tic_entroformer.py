@@ -88,6 +88,7 @@ class EntroformerSequential(LearnedCodec):
     name = "entroformer"
     na = "unidirectional"
     pad_multiple = 64
+    latent_stride = 64  # the header's shape is z's
     pad_mode = "replicate"
     quality_label = "your numbering of the registered files, 1 = lowest rate"
     description = ("Qian et al. 2022 Entroformer, sequential (causal) transformer context"

@@ -40,6 +40,7 @@ class ReleasedTransformerCodec(LearnedCodec):
     network: str = ""  # name in harness.models
     released: str = ""  # shipped manifest (its codec name)
     quality_label = "released lambda, 1 = lowest (harness/checkpoint_manifests)"
+    latent_stride = 64  # the header's shape is z's
 
     def build(self, state_dict: dict, quality: Quality):
         """The network with the widths the checkpoint's shapes give.

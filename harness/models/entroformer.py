@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.checkpoints import CheckpointError
+from harness.checkpoints import CheckpointError, check_checkpoint_format
 from harness.models.layers import (
     check_two_groups,
     compress_each,
@@ -188,6 +188,7 @@ def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     (nothing of it is run), or that is not a dict of the seven official modules.
     """
     path = Path(path)
+    check_checkpoint_format(path)  # before torch.load, which runs a TorchScript archive
     try:
         with path.open("rb") as handle:
             data = handle.read()
