@@ -1,6 +1,6 @@
 """Rate of Entroformer's grid coder against the coder it replaced (tables from floats).
 
-    python bench/entroformer_grid_rate.py [--size 128] [--images 3] [--levels 64 --steps 16]
+    python bench/entroformer_grid_rate.py [--size 128] [--images 3] [--levels N --steps N --scale-min S]
 
 The y coder now picks each element's table from two integers (a scale index and a mean
 on a grid, :func:`harness.models.entroformer.grid_keys`), so that encoder and decoder
@@ -8,7 +8,7 @@ agree whatever their floats' last bits. The coder it replaced built a 16-bit tab
 element from the float32 likelihood of all 256 values. Both code the same ``y_hat`` with
 the same entropy parameters (random weights, last encoder convolution scaled by 30, as
 in the tests) on centre crops of the sample photos; printed: y bytes of each and the
-grid coder's cost in per cent. ``--levels`` / ``--steps`` try other grids.
+grid coder's cost in per cent. ``--levels`` / ``--steps`` / ``--scale-min`` try other grids.
 """
 
 from __future__ import annotations
@@ -62,13 +62,15 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["unidirectional", "bidirectional"])
     parser.add_argument("--levels", type=int, default=ef.SCALE_LEVELS)
     parser.add_argument("--steps", type=int, default=ef.MEAN_STEPS)
+    parser.add_argument("--scale-min", type=float, default=ef.SCALE_MIN)
     args = parser.parse_args()
-    ef.SCALE_LEVELS, ef.MEAN_STEPS = args.levels, args.steps
+    ef.SCALE_LEVELS, ef.MEAN_STEPS, ef.SCALE_MIN = args.levels, args.steps, args.scale_min
+    ef._LOG_SCALE_MIN = np.log(args.scale_min)
     ef._LOG_SCALE_STEP = (np.log(ef.SCALE_MAX) - ef._LOG_SCALE_MIN) / (args.levels - 1)
     ef.grid_table.cache_clear()
     torch.set_num_threads(1)
     paths = sorted(SAMPLES.glob("*.png"))[:args.images]
-    print(f"grid: {args.levels} scales, means in 1/{args.steps}; crops {args.size}x{args.size}")
+    print(f"grid: {args.levels} scales from {args.scale_min:g}, means in 1/{args.steps}; crops {args.size}x{args.size}")
     for variant in args.variants:
         torch.manual_seed(0)
         net = ef.Entroformer(variant).eval()
