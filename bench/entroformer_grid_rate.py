@@ -1,6 +1,7 @@
 """Rate of Entroformer's grid coder against the coder it replaced (tables from floats).
 
-    python bench/entroformer_grid_rate.py [--size 128] [--images 3] [--levels N --steps N --scale-min S]
+    python bench/entroformer_grid_rate.py [--size 128] [--images 3]
+        [--levels N] [--steps N] [--scale-min S]
 
 The y coder now picks each element's table from two integers (a scale index and a mean
 on a grid, :func:`harness.models.entroformer.grid_keys`), so that encoder and decoder
@@ -70,7 +71,8 @@ def main() -> None:
     ef.grid_table.cache_clear()
     torch.set_num_threads(1)
     paths = sorted(SAMPLES.glob("*.png"))[:args.images]
-    print(f"grid: {args.levels} scales from {args.scale_min:g}, means in 1/{args.steps}; crops {args.size}x{args.size}")
+    print(f"grid: {args.levels} scales from {args.scale_min:g}, means in 1/{args.steps};"
+          f" crops {args.size}x{args.size}")
     for variant in args.variants:
         torch.manual_seed(0)
         net = ef.Entroformer(variant).eval()

@@ -223,3 +223,35 @@ def format_cross(name: str, matrix: CrossMatrix) -> str:
                  for d in matrix.threads)
         lines.append(f"{e:9d}  " + "".join(f"{c:>8s}" for c in cells))
     return "\n".join(lines)
+
+
+#: the largest pixel error a portable bitstream may show across the matrix: the synthesis
+#: transform's rounding (a float differing in the last bit may round a pixel the other way)
+PORTABLE_MAX_ERROR = 1
+
+
+def default_threads() -> list[int]:
+    """1, 2 and all of the machine's threads."""
+    import os
+
+    return sorted({1, 2, os.cpu_count() or 1})
+
+
+def portable_failures(name: str, matrix: CrossMatrix) -> list[str]:
+    """Why the matrix is not portable (nothing when it is)."""
+    worst = matrix.worst()
+    if worst is None:
+        return [f"{name}: a decoder failed on another thread count's bytes"]
+    if worst > PORTABLE_MAX_ERROR:
+        return [f"{name}: decoded images differ by up to {worst} levels across thread"
+                f" counts (at most {PORTABLE_MAX_ERROR} allowed)"]
+    return []
+
+
+def cross_check(name: str, options: dict, quality, image: np.ndarray,
+                label: str) -> tuple[str, list[str]]:
+    """``harness verify --cross``: the matrix at :func:`default_threads` as text, and
+    why it is not portable (nothing when it is)."""
+    matrix = cross_matrix(name, options, quality, image, default_threads())
+    return (f"q={float(quality):g} {format_cross(label, matrix)}",
+            portable_failures(label, matrix))

@@ -62,3 +62,27 @@ def test_entroformer_tables_survive_last_bit_differences(na, monkeypatch):
         decoded = net.decompress(out["strings"], out["shape"])["y_hat"]
     assert (exact != 0).float().mean() > 0.5
     assert torch.equal(decoded, exact)
+
+
+def test_zoo_thread_matrix(tmp_path, sample_pixels):
+    """A CompressAI zoo architecture (random weights): its scale-indexed tables already
+    decode alike across thread counts."""
+    from compressai.zoo import mbt2018_mean
+
+    torch.manual_seed(0)
+    model = mbt2018_mean(quality=1, pretrained=False).eval()
+    model.update(force=True)
+    checkpoint = tmp_path / "random.pth"
+    torch.save(model.state_dict(), checkpoint)
+    image = np.ascontiguousarray(sample_pixels[:64, :64])
+    matrix = cross_matrix("mbt2018-mean", {"checkpoint": str(checkpoint)}, 1, image, THREADS)
+    assert matrix.worst() is not None and matrix.worst() <= 1, format_cross("zoo", matrix)
+
+
+def test_verify_cross_prints_the_matrix(entroformer_files):
+    from tests.conftest import run_cli
+
+    done = run_cli("verify", "entroformer", "--checkpoint", str(entroformer_files["entroformer"]),
+                   "--qualities", "1", "--images", "1", "--crop", "64", "--cross")
+    assert done.returncode == 0, done.stderr
+    assert "enc \\ dec" in done.stdout and "failed" not in done.stdout
