@@ -23,19 +23,20 @@ state_dict with the seven prefixes above (``encode.encoder.0.weight`` ...), whic
 :class:`Entroformer` loads strictly.
 
 The coder (:meth:`Entroformer.compress` / :meth:`Entroformer.decompress`) is ours:
-CompressAI's rANS with one 16-bit CDF per latent element, quantised from the float32
-likelihood of all 256 values (see :func:`quantised_cdfs`), in the official symbol
-order: z channel by channel, then y position by position in raster order with the
-channels inner (the checkerboard variant: all anchor positions, then the others). The
-official files instead use torchac's arithmetic coder with float16 tables, whose
-underflow makes almost every y symbol cost 16 bits; our bitstreams are therefore not
-byte-compatible with the official ``.bin`` files, and their rates are close to the
-likelihood estimate. The sequential decoder is incremental (:class:`IncrementalContext`):
-each new position's attention rows are computed against the cached keys and values of
-the positions before it, where the official decoder re-runs the context transformer
-on the whole map for every position. Encoder and decoder compute each position's
-parameters and CDFs with the same code on tensors of the same shapes, so the tables
-agree bit for bit; the reconstruction does not depend on them (``y_hat`` is rounded
+CompressAI's rANS in the official symbol order; z with one 16-bit table per channel
+(:func:`quantised_cdfs`), y with fixed tables chosen by integer grid keys of each
+element's parameters (:func:`grid_keys`, :func:`grid_table`), so that floats differing
+in the last bits (thread count, CPU, GPU) do not change the tables. The order: z channel
+by channel, then y position by position in raster order with the channels inner (the
+checkerboard variant: all anchor positions, then the others). The official files instead
+use torchac's arithmetic coder with float16 tables, whose underflow makes almost every y
+symbol cost 16 bits; our bitstreams are therefore not byte-compatible with the official
+``.bin`` files, and their rates are close to the likelihood estimate. The sequential
+decoder is incremental (:class:`IncrementalContext`): each new position's attention rows
+are computed against the cached keys and values of the positions before it, where the
+official decoder re-runs the context transformer on the whole map for every position.
+Encoder and decoder compute each position's parameters with the same code on tensors of
+the same shapes; the reconstruction does not depend on them (``y_hat`` is rounded
 without the means) and equals the forward pass's exactly.
 """
 
@@ -820,15 +821,15 @@ class Entroformer(nn.Module):
         """Tables' length and the offset that maps values -R..R-1 to symbols 0..2R-1."""
         return 2 * self.table_range + 2, -self.table_range
 
-    def _table_values(self, channels: int) -> Tensor:
-        values = torch.arange(-self.table_range, self.table_range, dtype=torch.float32,
-                              device=self.prob.mu.device)
-        return values.expand(1, channels, -1)
-
     def _z_tables(self) -> list[list[int]]:
+        """One table per z channel, made on the CPU whatever the model's device, so that
+        a GPU's and a CPU's rounding of the same prior cannot give different tables."""
         channels = self.prob.mu.size(1)
-        pmf = self.prob(self._table_values(channels).unsqueeze(2))
-        return quantised_cdfs(pmf.reshape(channels, -1).cpu())
+        prior = ChannelGaussian(channels)
+        prior.load_state_dict(self.prob.state_dict())
+        values = torch.arange(-self.table_range, self.table_range, dtype=torch.float32)
+        pmf = prior(values.expand(1, channels, -1).unsqueeze(2))
+        return quantised_cdfs(pmf.reshape(channels, -1))
 
     def _y_coding(self, params: Tensor) -> tuple[list[int], tuple]:
         """One position's grid tables: the values' bases and the coder's arguments.
