@@ -300,3 +300,16 @@ def _plain(value):
 
 def to_json(report: CheckReport) -> str:
     return json.dumps(_plain(report.to_dict()), indent=2, allow_nan=False, default=str)
+
+
+def portable_gate(codecs: list, image: np.ndarray) -> Gate:
+    """Gate ``portable``: each checkpoint's bytes, written at 1, 2 and all threads, decode
+    at every one of them to the same image (up to the synthesis transform's rounding)."""
+    from harness.verify import cross_matrix, default_threads, portable_failures
+
+    problems = []
+    for spec, codec in codecs:
+        matrix = cross_matrix(spec.name, dict(spec.options), 1, image, default_threads())
+        problems += portable_failures(codec.name, matrix)
+    return Gate("portable", not problems, "; ".join(problems) or
+                f"{len(codecs)} checkpoint(s), threads {default_threads()}")

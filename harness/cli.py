@@ -538,7 +538,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from harness.codecs.learned import LearnedCodec
     from harness.datasets import resolve_dataset
     from harness.images import load_image
-    from harness.verify import format_checks, verify_quality
+    from harness.verify import cross_check, format_checks, verify_quality
 
     if args.images < 1 or (args.crop is not None and args.crop < 1):
         raise UsageError("--images and --crop must be at least 1 (nothing would be verified)")
@@ -560,6 +560,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         checks.append(verify_quality(codec, spec.name, dict(spec.options), quality, images,
                                      args.tolerance_db))
         _say(f"q={quality:g}: {'ok' if checks[-1].ok else 'FAILED'}")
+        if args.cross:  # the thread matrix on the first image
+            text, failures = cross_check(spec.name, dict(spec.options), quality, images[0][1],
+                                         codec.name)
+            print(text)
+            checks[-1].failures += failures
     print(format_checks(checks))
     return EXIT_OK if all(c.ok for c in checks) and not problems else EXIT_FAILED
 
@@ -659,6 +664,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             _say(f"golden bitstreams written to {args.write_golden}")
         if args.golden:
             report.gates.append(check.check_golden(codec, Path(args.golden)))
+    if args.portable:
+        report.gates.append(check.portable_gate(new_codecs, gate_images[0][1]))
 
     if report.verdict == check.FAILED_GATE:
         report.gates.append(check.Gate("rd", False, "not compared: a correctness gate failed"))
@@ -957,6 +964,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--gate-crop", type=int, default=256, metavar="PX")
     chk.add_argument("--golden", metavar="DIR", help="bitstreams + md5 that must decode unchanged")
     chk.add_argument("--write-golden", metavar="DIR", help="write a golden set for later checks")
+    chk.add_argument("--portable", action="store_true",
+                     help="gate 'portable': the bytes decode alike at 1, 2 and all threads")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
     chk.add_argument("--junit", metavar="FILE", help="write JUnit XML, one case per gate")
     chk.add_argument("--markdown", metavar="FILE", help="write a pull-request comment")
@@ -1055,6 +1064,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--tolerance-db", type=float, default=40.0,
                         help="least PSNR between decoded and forward output (default 40)")
     verify.add_argument("--device", metavar="DEVICE")
+    verify.add_argument("--cross", action="store_true",
+                        help="also decode each thread count's bytes with the others (fresh"
+                             " processes at 1, 2 and all threads) and print the matrix")
     verify.add_argument("--lenient", action="store_true",
                      help="load the entries of the checkpoint that fit and report every"
                           " skipped one (codecs that allow it)")

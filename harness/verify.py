@@ -137,3 +137,124 @@ def format_checks(checks: list[QualityCheck]) -> str:
     for c in checks:
         lines.extend(f"FAILED q={c.quality:g}: {f}" for f in c.failures)
     return "\n".join(lines)
+
+
+# --- the thread matrix (``harness verify --cross``) -------------------------------------------
+
+_CROSS_WORKER = """
+import json, sys, numpy as np, torch
+threads, name, options, quality, phase = (int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]),
+                                          float(sys.argv[4]), sys.argv[5])
+torch.set_num_threads(threads)
+from harness.registry import create_codec
+codec = create_codec(name, **options)
+if phase == "encode":
+    source, target = sys.argv[6:8]
+    open(target, "wb").write(codec.encode(np.load(source), quality))
+else:
+    for source in sys.argv[6:]:
+        np.save(source + f".dec{threads}.npy", codec.decode(open(source, "rb").read()))
+"""
+
+
+@dataclass
+class CrossMatrix:
+    """Bytes from encoders at each thread count, decoded at each thread count.
+
+    ``max_error[(e, d)]``: the largest pixel difference between the image decoded with
+    ``d`` threads from the bytes of the ``e``-thread encoder and the one decoded with
+    ``e`` threads (the encoder's own setting); None where the decoder failed.
+    """
+    threads: list[int]
+    same_bytes: bool = True
+    max_error: dict[tuple[int, int], int | None] = field(default_factory=dict)
+
+    def worst(self) -> int | None:
+        """The largest error of the matrix (None when a decode failed)."""
+        errors = list(self.max_error.values())
+        return None if None in errors else max(errors, default=0)
+
+
+def _run_worker(threads: int, name: str, options: dict, quality, phase: str,
+                *paths: str) -> bool:
+    done = subprocess.run([sys.executable, "-c", _CROSS_WORKER, str(threads), name,
+                           json.dumps(options), str(float(quality)), phase, *paths],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-2000:])
+    return done.returncode == 0
+
+
+def cross_matrix(name: str, options: dict, quality, image: np.ndarray,
+                 threads: list[int]) -> CrossMatrix:
+    """Encode ``image`` in a fresh process per thread count, then decode every stream in
+    a fresh process per thread count (torch.set_num_threads in each)."""
+    matrix = CrossMatrix(list(threads))
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "image.npy"
+        np.save(source, image)
+        streams = {t: Path(tmp) / f"enc{t}.bin" for t in threads}
+        for t, stream in streams.items():
+            if not _run_worker(t, name, options, quality, "encode", str(source), str(stream)):
+                raise RuntimeError(f"{name} could not encode with {t} threads")
+        written = {stream.read_bytes() for stream in streams.values()}
+        matrix.same_bytes = len(written) == 1
+        for d in threads:
+            _run_worker(d, name, options, quality, "decode", *map(str, streams.values()))
+
+        def decoded(e: int, d: int):
+            path = Path(f"{streams[e]}.dec{d}.npy")
+            return np.load(path).astype(np.int16) if path.is_file() else None
+
+        for e in threads:
+            own = decoded(e, e)
+            for d in threads:
+                other = decoded(e, d)
+                matrix.max_error[(e, d)] = (None if own is None or other is None else
+                                            int(np.abs(other - own).max()))
+    return matrix
+
+
+def format_cross(name: str, matrix: CrossMatrix) -> str:
+    """The matrix as a table: one row per encoder, one column per decoder."""
+    lines = [f"{name}: bytes {'identical' if matrix.same_bytes else 'DIFFERENT'} across"
+             f" encoders at {', '.join(map(str, matrix.threads))} threads;"
+             " max pixel error against the decode at the encoder's thread count:",
+             "enc \\ dec  " + "".join(f"{d:>8d}" for d in matrix.threads)]
+    for e in matrix.threads:
+        cells = ("failed" if matrix.max_error[(e, d)] is None else str(matrix.max_error[(e, d)])
+                 for d in matrix.threads)
+        lines.append(f"{e:9d}  " + "".join(f"{c:>8s}" for c in cells))
+    return "\n".join(lines)
+
+
+#: the largest pixel error a portable bitstream may show across the matrix: the synthesis
+#: transform's rounding (a float differing in the last bit may round a pixel the other way)
+PORTABLE_MAX_ERROR = 1
+
+
+def default_threads() -> list[int]:
+    """1, 2 and all of the machine's threads."""
+    import os
+
+    return sorted({1, 2, os.cpu_count() or 1})
+
+
+def portable_failures(name: str, matrix: CrossMatrix) -> list[str]:
+    """Why the matrix is not portable (nothing when it is)."""
+    worst = matrix.worst()
+    if worst is None:
+        return [f"{name}: a decoder failed on another thread count's bytes"]
+    if worst > PORTABLE_MAX_ERROR:
+        return [f"{name}: decoded images differ by up to {worst} levels across thread"
+                f" counts (at most {PORTABLE_MAX_ERROR} allowed)"]
+    return []
+
+
+def cross_check(name: str, options: dict, quality, image: np.ndarray,
+                label: str) -> tuple[str, list[str]]:
+    """``harness verify --cross``: the matrix at :func:`default_threads` as text, and
+    why it is not portable (nothing when it is)."""
+    matrix = cross_matrix(name, options, quality, image, default_threads())
+    return (f"q={float(quality):g} {format_cross(label, matrix)}",
+            portable_failures(label, matrix))

@@ -273,12 +273,14 @@ def test_decoding_reproduces_the_forward_exactly(coded):
 
 def test_real_rate_matches_the_estimate_where_the_tables_can_code_it(coded):
     """The tables' 16-bit floor caps an element's cost at 16 bits; below that cap the
-    real rate is the likelihood's to 0.5 %."""
+    real rate is the likelihood's to 2 % (the grid tables (scale index, mean on a grid)
+    approximate each element's likelihood; 1.2 % above it here, where tables built from
+    the floats were within 0.5 %: bench/entroformer_grid_rate.py)."""
     _, _, forward, out = coded
     capped = sum(-torch.log2(v.clamp(min=2 ** -16)).sum().item()
                  for v in forward["likelihoods"].values())
     real = 8 * sum(len(s[0]) for s in out["strings"])
-    assert abs(real / capped - 1) < 0.005
+    assert abs(real / capped - 1) < 0.02
 
 
 def test_a_corrupted_stream_decodes_to_something_else(coded):

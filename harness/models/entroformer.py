@@ -23,26 +23,30 @@ state_dict with the seven prefixes above (``encode.encoder.0.weight`` ...), whic
 :class:`Entroformer` loads strictly.
 
 The coder (:meth:`Entroformer.compress` / :meth:`Entroformer.decompress`) is ours:
-CompressAI's rANS with one 16-bit CDF per latent element, quantised from the float32
-likelihood of all 256 values (see :func:`quantised_cdfs`), in the official symbol
-order: z channel by channel, then y position by position in raster order with the
-channels inner (the checkerboard variant: all anchor positions, then the others). The
-official files instead use torchac's arithmetic coder with float16 tables, whose
-underflow makes almost every y symbol cost 16 bits; our bitstreams are therefore not
-byte-compatible with the official ``.bin`` files, and their rates are close to the
-likelihood estimate. The sequential decoder is incremental (:class:`IncrementalContext`):
-each new position's attention rows are computed against the cached keys and values of
-the positions before it, where the official decoder re-runs the context transformer
-on the whole map for every position. Encoder and decoder compute each position's
-parameters and CDFs with the same code on tensors of the same shapes, so the tables
-agree bit for bit; the reconstruction does not depend on them (``y_hat`` is rounded
+CompressAI's rANS in the official symbol order; z with one 16-bit table per channel
+(:func:`quantised_cdfs`), y with fixed tables chosen by integer grid keys of each
+element's parameters (:func:`grid_keys`, :func:`grid_table`), so that floats differing
+in the last bits (thread count, CPU, GPU) do not change the tables. The order: z channel
+by channel, then y position by position in raster order with the channels inner (the
+checkerboard variant: all anchor positions, then the others). The official files instead
+use torchac's arithmetic coder with float16 tables, whose underflow makes almost every y
+symbol cost 16 bits; our bitstreams are therefore not byte-compatible with the official
+``.bin`` files, and their rates are close to the likelihood estimate. The sequential
+decoder is incremental (:class:`IncrementalContext`): each new position's attention rows
+are computed against the cached keys and values of the positions before it, where the
+official decoder re-runs the context transformer on the whole map for every position.
+Encoder and decoder compute each position's parameters with the same code on tensors of
+the same shapes; the reconstruction does not depend on them (``y_hat`` is rounded
 without the means) and equals the forward pass's exactly.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import math
 import pickle
+import statistics
 from collections import OrderedDict
 from contextlib import closing
 from pathlib import Path
@@ -639,6 +643,56 @@ def quantised_cdfs(pmf: Tensor) -> list[list[int]]:
     return table.tolist()
 
 
+#: the y coder's fixed grids. A table is chosen by two integers computed from the
+#: entropy parameters (a scale index and a mean on a grid), never built from their
+#: floats, so an encoder and a decoder whose floats differ in the last bits (another
+#: thread count, CPU or GPU) still pick the same table unless a parameter sits on a grid
+#: boundary. Scales are log-spaced over CompressAI's range; means are on a 1/MEAN_STEPS
+#: grid (the mean's fraction matters: ``y_hat`` is rounded without it).
+SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
+MEAN_STEPS = 16
+#: probability left outside a table (the coder's escape codes those values)
+TAIL_MASS = 1e-9
+_LOG_SCALE_MIN = math.log(SCALE_MIN)
+_LOG_SCALE_STEP = (math.log(SCALE_MAX) - _LOG_SCALE_MIN) / (SCALE_LEVELS - 1)
+
+
+def grid_keys(params: Tensor, channels: int) -> tuple[Tensor, Tensor]:
+    """Integer scale indexes and means (in 1/MEAN_STEPS) of ``params``' elements.
+
+    ``params`` holds log-scales in its first ``channels`` columns and means in the next.
+    """
+    log_scales = params[:, :channels].double()
+    scales = torch.round((log_scales - _LOG_SCALE_MIN) / _LOG_SCALE_STEP)
+    means = torch.round(params[:, channels:2 * channels].double() * MEAN_STEPS)
+    return (scales.clamp_(0, SCALE_LEVELS - 1).long(),
+            means.clamp_(-(1 << 30), 1 << 30).long())
+
+
+@functools.cache
+def grid_table(scale_index: int, fraction: int) -> tuple[list[int], int]:
+    """The 16-bit table (escape last) and offset of a discretised Gaussian whose scale is
+    grid scale ``scale_index`` and whose mean is ``fraction / MEAN_STEPS``, over the
+    integers around it; computed in float64 from the two integers alone."""
+    from compressai._CXX import pmf_to_quantized_cdf
+
+    scale = math.exp(_LOG_SCALE_MIN + scale_index * _LOG_SCALE_STEP)
+    mean = fraction / MEAN_STEPS
+    reach = min(math.ceil(scale * _TAIL_Z) + 1, 256)  # 256: y_hat's whole range
+    values = range(-reach, reach + 2)
+
+    def below(v: float) -> float:
+        return 0.5 * math.erfc(-(v - mean) / (scale * math.sqrt(2)))
+
+    pmf = [below(v + 0.5) - below(v - 0.5) for v in values]
+    pmf.append(max(1.0 - sum(pmf), 0.0))
+    return pmf_to_quantized_cdf(pmf, 16), -reach
+
+
+#: a Gaussian's mass beyond this many scales on both sides is TAIL_MASS
+_TAIL_Z = -statistics.NormalDist().inv_cdf(TAIL_MASS / 2)
+
+
 class IncrementalContext:
     """The sequential context transformer fed one ``y_hat`` position at a time.
 
@@ -768,25 +822,35 @@ class Entroformer(nn.Module):
         """Tables' length and the offset that maps values -R..R-1 to symbols 0..2R-1."""
         return 2 * self.table_range + 2, -self.table_range
 
-    def _table_values(self, channels: int) -> Tensor:
-        values = torch.arange(-self.table_range, self.table_range, dtype=torch.float32,
-                              device=self.prob.mu.device)
-        return values.expand(1, channels, -1)
-
     def _z_tables(self) -> list[list[int]]:
+        """One table per z channel, made on the CPU whatever the model's device, so that
+        a GPU's and a CPU's rounding of the same prior cannot give different tables."""
         channels = self.prob.mu.size(1)
-        pmf = self.prob(self._table_values(channels).unsqueeze(2))
-        return quantised_cdfs(pmf.reshape(channels, -1).cpu())
+        prior = ChannelGaussian(channels)
+        prior.load_state_dict(self.prob.state_dict())
+        values = torch.arange(-self.table_range, self.table_range, dtype=torch.float32)
+        pmf = prior(values.expand(1, channels, -1).unsqueeze(2))
+        return quantised_cdfs(pmf.reshape(channels, -1))
 
-    def _y_tables(self, params: Tensor) -> list[list[int]]:
-        """The tables of one position's C elements from its 2C parameters."""
+    def _y_coding(self, params: Tensor) -> tuple[list[int], tuple]:
+        """One position's grid tables: the values' bases and the coder's arguments.
+
+        Each of the C elements is coded as ``y_hat - base`` with the table of its grid
+        keys (:func:`grid_keys`); only the distinct tables of the position are passed.
+        """
         if not torch.isfinite(params).all():
             raise ValueError("the entropy parameters are not finite (NaN or inf): the"
                              " weights are broken")
-        with single_thread():
-            pmf = y_likelihood(self._table_values(self.last_channels),
-                               params.reshape(1, -1, 1), self.table_range)
-            return quantised_cdfs(pmf.reshape(self.last_channels, -1).cpu())
+        scales, means = grid_keys(params.reshape(1, -1), self.last_channels)
+        bases = torch.div(means, MEAN_STEPS, rounding_mode="floor")
+        fractions = (means - bases * MEAN_STEPS).tolist()
+        slots: dict[tuple[int, int], int] = {}
+        indexes = [slots.setdefault(key, len(slots))
+                   for key in zip(scales.reshape(-1).tolist(), fractions[0])]
+        tables = [grid_table(*key) for key in slots]
+        return bases.reshape(-1).tolist(), (indexes, [t[0] for t in tables],
+                                             [len(t[0]) for t in tables],
+                                             [t[1] for t in tables])
 
     def _parameters_at(self, hyper: Tensor, context: Tensor) -> Tensor:
         """``cit_pn`` (two 1x1 convolutions) on one position's features."""
@@ -841,12 +905,11 @@ class Entroformer(nn.Module):
             self._z_tables(), [length] * channels, [offset] * channels)
         hyper = self.cit_hd(z_hat)
         encoder = BufferedRansEncoder()
-        indexes = list(range(self.last_channels))
-        lengths, offsets = [length] * self.last_channels, [offset] * self.last_channels
         with closing(self._coding_order(hyper, y_hat)) as order:
             for row, col, params in order:
-                encoder.encode_with_indexes(y_hat[0, :, row, col].int().tolist(), indexes,
-                                            self._y_tables(params), lengths, offsets)
+                bases, coding = self._y_coding(params)
+                values = y_hat[0, :, row, col].int().tolist()
+                encoder.encode_with_indexes([v - b for v, b in zip(values, bases)], *coding)
         return {"strings": [[encoder.flush()], [z_string]], "shape": z_hat.shape[2:]}
 
     def decompress(self, strings: list, shape) -> dict:
@@ -871,14 +934,13 @@ class Entroformer(nn.Module):
         y_hat = torch.zeros(1, self.last_channels, z_height * factor, z_width * factor,
                             device=device)
         decoder.set_stream(strings[0][0])
-        indexes = list(range(self.last_channels))
-        lengths, offsets = [length] * self.last_channels, [offset] * self.last_channels
         with closing(self._coding_order(hyper, y_hat)) as order:
             for row, col, params in order:
-                values = decoder.decode_stream(indexes, self._y_tables(params), lengths,
-                                               offsets)
-                y_hat[0, :, row, col] = torch.tensor(values, dtype=torch.float32,
-                                                     device=device)
+                bases, coding = self._y_coding(params)
+                values = decoder.decode_stream(*coding)
+                y_hat[0, :, row, col] = torch.tensor(
+                    [v + b for v, b in zip(values, bases)], dtype=torch.float32,
+                    device=device)
         return {"x_hat": self.reconstruct(y_hat), "y_hat": y_hat}
 
     @staticmethod
