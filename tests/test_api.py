@@ -1,0 +1,146 @@
+"""The Python API, used as a notebook would: in a fresh interpreter, by `import harness`."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+
+def run_python(code: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_notebook_measures_reads_compares_and_reports(tmp_path, photo_folder):
+    code = f"""
+        import json
+        import harness
+
+        rows = harness.benchmark(datasets=[{str(photo_folder)!r}], codecs=["jpeg", "webp"],
+                                 qualities=[30, 70], store="results/s.sqlite", jobs=1,
+                                 metrics=["bpp", "psnr"])
+        again = harness.benchmark(datasets=[{str(photo_folder)!r}], codecs=["jpeg", "webp"],
+                                  qualities=[30, 70], store="results/s.sqlite", jobs=1)
+        per_image = harness.load_results("results/s.sqlite")
+        means = harness.load_results("results/s.sqlite", codecs=["webp"], per_image=False)
+        curves = harness.curves("results/s.sqlite")
+        table = harness.bd_table(curves, anchor="jpeg", metrics=["psnr"])
+        page = harness.report("results/s.sqlite", published=False)
+        print(json.dumps({{
+            "rows": len(rows), "columns": sorted(rows.columns), "again": len(again),
+            "per_image": len(per_image), "means": len(means),
+            "mean_codecs": sorted(set(means["codec"])),
+            "curves": sorted(c.name for c in curves),
+            "bd": table[["codec", "anchor"]].values.tolist(),
+            "bd_rate": float(table["bd_rate"].iloc[0]),
+            "report": str(page), "index": (page / "index.html").is_file()}}))
+    """
+    done = run_python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["rows"] == out["again"] == out["per_image"] == 2 * 2 * 2
+    assert out["columns"] == ["bpp", "codec", "dataset", "error", "image_id", "psnr", "quality"]
+    assert "8 measurements to make, 0 already" in done.stderr
+    assert "0 measurements to make, 8 already" in done.stderr  # the second call reused all
+    assert (out["means"], out["mean_codecs"]) == (2, ["webp"])
+    assert out["curves"] == ["jpeg", "webp"]
+    assert out["bd"] == [["webp", "jpeg"]] and out["bd_rate"] < 0  # WebP beats JPEG
+    assert out["report"] == str(tmp_path / "results" / "report") and out["index"]
+
+
+def test_reading_a_missing_store_is_an_error_and_creates_nothing(tmp_path):
+    done = run_python("""
+        import harness
+        from harness.errors import UsageError
+        for read in (harness.load_results, harness.report):
+            try:
+                read("nowhere/s.sqlite")
+            except UsageError as exc:
+                print("refused:", exc)
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("refused: no results store at nowhere/s.sqlite") == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_is_a_function_and_a_module(tmp_path):
+    done = run_python("""
+        import harness
+        from harness import check as module      # the module import comes first here
+        from harness.errors import UsageError
+        try:
+            harness.check("mbt2018", ["missing.pth"], "vtm@published")
+        except UsageError as exc:
+            print("refused:", exc)
+        print(module is harness.check, callable(harness.curves), module.PASS)
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "refused: checkpoint missing.pth does not exist" in done.stdout
+    assert done.stdout.strip().endswith("True True pass")
+
+
+def test_import_and_help_load_no_numerics(tmp_path):
+    done = run_python("""
+        import sys
+        import harness
+        from harness.cli import build_parser
+        build_parser().format_help()
+        print(sorted(m for m in ("numpy", "pandas", "torch", "PIL") if m in sys.modules))
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_runs_report_goes_beside_its_store(tmp_path, photo_folder):
+    done = run_cli("run", "--datasets", str(photo_folder), "--codecs", "jpeg",
+                   "--qualities", "50", "--jobs", "1", "--no-progress",
+                   "--store", str(tmp_path / "elsewhere" / "s.sqlite"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "elsewhere" / "report" / "index.html").is_file()
+    assert not (tmp_path / "reports").exists()
+
+
+def test_the_readme_python_walk_runs_as_written(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    walk = readme.split("### Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    done = run_python(walk, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(str(tmp_path / "report" / "index.html"))
+    assert "sample  webp" in done.stdout  # the BD table has WebP against the JPEG anchor
+
+
+# --- harness codecs: fast, and saying where weights are missing ------------------------------
+
+def test_codecs_lists_without_importing_torch_and_names_missing_weights(tmp_path):
+    done = run_python("""
+        import sys
+        from harness.cli import main
+        main(["codecs"])
+        print("torch imported:", "torch" in sys.modules)
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("torch imported: False")
+    stf = done.stdout.split("\nstf ", 1)[1].split("\nwacnn ", 1)[0]
+    assert stf.lstrip().startswith("installed; see below for weights")
+    for quality in range(1, 7):
+        assert f"no weights for stf at quality {quality}: pass --checkpoint FILE" in stf
+    assert "jpeg         available\n" in done.stdout
+
+
+def test_zoo_weights_in_torch_hubs_cache_are_found(tmp_path, monkeypatch):
+    from harness.codecs.learned import ZOO_CODECS
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HARNESS_CHECKPOINTS", str(tmp_path / "manifests"))
+    codec = ZOO_CODECS["bmshj2018-factorized"]()
+    url = codec.published_url(1)
+    assert url in codec.missing_weights(1, check=True)
+    hub = tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
+    hub.parent.mkdir(parents=True)
+    hub.write_bytes(b"as CompressAI's loader left it")
+    assert codec.missing_weights(1, check=True) is None
+    assert codec._cached_weights(url) == hub
