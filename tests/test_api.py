@@ -1,10 +1,14 @@
 """The Python API, used as a notebook would: in a fresh interpreter, by `import harness`."""
 
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import run_cli
 
@@ -144,3 +148,29 @@ def test_zoo_weights_in_torch_hubs_cache_are_found(tmp_path, monkeypatch):
     hub.write_bytes(b"as CompressAI's loader left it")
     assert codec.missing_weights(1, check=True) is None
     assert codec._cached_weights(url) == hub
+
+
+# --- Dask: two runs on one cluster -----------------------------------------------------------
+
+def test_two_runs_at_once_on_one_dask_cluster_keep_their_own_results(tmp_path, photo_folder):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        # the one worker is busy until both runs have submitted all their tasks
+        blocker = client.submit(time.sleep, 8, pure=False)
+        runs = {codec: subprocess.Popen(
+            [sys.executable, "-m", "harness", "run", "--datasets", str(photo_folder),
+             "--codecs", codec, "--qualities", "40", "80", "--no-report", "--no-progress",
+             "--scheduler", cluster.scheduler_address,
+             "--store", str(tmp_path / f"{codec}.sqlite")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for codec in ("jpeg", "webp")}
+        for run in runs.values():
+            assert run.wait(timeout=240) == 0, run.stderr.read()
+        assert blocker.done()
+    for codec in runs:
+        with sqlite3.connect(tmp_path / f"{codec}.sqlite") as db:
+            stored = db.execute("SELECT codec, COUNT(*), COUNT(DISTINCT quality)"
+                                " FROM results_view GROUP BY codec").fetchall()
+        assert stored == [(codec, 4, 2)]  # 2 images x 2 qualities, none of the other run's
