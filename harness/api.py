@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
+from harness.conventions import MAX_RATE_GAP
 from harness.errors import HarnessError, UsageError
 
 DEFAULT_STORE = Path("reports") / "results.sqlite"
@@ -467,7 +468,7 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
           jobs: int | None = None, device: str | None = None, lenient: bool = False,
           metric: str = "psnr", method: str = "pchip", max_bd_rate: float = 0.5,
           max_psnr_drop: float = 0.05, max_rate_increase: float = 1.0,
-          forward_tolerance_db: float = 40.0, max_rate_gap: float = 10.0,
+          forward_tolerance_db: float = 40.0, max_rate_gap: float = MAX_RATE_GAP,
           image_psnr: float = 0.1, image_bpp: float = 2.0, gate_images: int = 2,
           gate_crop: int = 256, golden=None, write_golden=None, aggregate: str | None = None,
           rate: str | None = None, mixed_conventions: bool = False, progress: bool = False):
@@ -499,7 +500,7 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
     from harness.checkpoints import CheckpointError, CheckpointMismatch
     from harness.images import load_image
     from harness.runner import CodecSpec
-    from harness.verify import verify_quality
+    from harness.verify import rate_gap_failure, verify_quality
 
     baseline = [baseline] if isinstance(baseline, str | Path) else list(baseline)
     checkpoints = [str(p) for p in checkpoints]
@@ -553,7 +554,7 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
             raise UsageError(f"checkpoint {path} cannot be used: {exc}") from exc
         new_codecs.append((spec, new))
         result = verify_quality(new, spec.name, dict(spec.options), 1, gate_pixels,
-                                tol.forward_match_db)
+                                tol.forward_match_db, max_rate_gap=tol.max_rate_gap)
         name = Path(path).name
         if result.forward_match_db < tol.forward_match_db:
             failures.setdefault("decodes-to-forward", []).append(
@@ -561,13 +562,12 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
         if not (result.deterministic and result.fresh_process):
             failures.setdefault("deterministic", []).append(
                 f"{name}: same bytes {result.deterministic}, fresh process {result.fresh_process}")
+        gap = rate_gap_failure(result, tol.max_rate_gap)
         if not all(math.isfinite(v) for v in (result.real_bpp, result.estimated_bpp,
                                               result.rate_gap)):
             failures.setdefault("finite", []).append(f"{name}: NaN or inf in rates")
-        elif abs(100 * result.rate_gap) > tol.max_rate_gap:
-            failures.setdefault("rate-gap", []).append(
-                f"{name}: real rate {100 * result.rate_gap:+.2f} % from the estimate (limit"
-                f" {tol.max_rate_gap:g} %)")
+        elif gap:
+            failures.setdefault("rate-gap", []).append(f"{name}: {gap}")
     for gate in ("loads-strictly", "decodes-to-forward", "deterministic", "rate-gap", "finite"):
         problems = failures.get(gate)
         report.gates.append(_check.Gate(gate, not problems, "; ".join(problems or [

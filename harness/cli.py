@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.api import DEFAULT_CODECS, DEFAULT_STORE, REPORT_FOLDER
+from harness.conventions import MAX_RATE_GAP
 from harness.errors import HarnessError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -362,7 +363,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     checks = []
     for quality in qualities[codec.name]:
         checks.append(verify_quality(codec, spec.name, dict(spec.options), quality, images,
-                                     args.tolerance_db))
+                                     args.tolerance_db, max_rate_gap=args.max_rate_gap))
         _say(f"q={quality:g}: {'ok' if checks[-1].ok else 'FAILED'}")
     print(format_checks(checks))
     return EXIT_OK if all(c.ok for c in checks) and not problems else EXIT_FAILED
@@ -542,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--max-rate-increase", type=float, default=1.0, metavar="PCT",
                      help="largest rate increase at equal PSNR that passes (default 1 %%)")
     chk.add_argument("--forward-tolerance-db", type=float, default=40.0, metavar="DB")
-    chk.add_argument("--max-rate-gap", type=float, default=10.0, metavar="PCT",
+    chk.add_argument("--max-rate-gap", type=float, default=MAX_RATE_GAP, metavar="PCT",
                      help="largest gap between real and estimated rate (default 10 %%)")
     chk.add_argument("--image-psnr", type=float, default=0.1, metavar="DB",
                      help="per-image PSNR change that lists an image (default 0.1 dB)")
@@ -650,6 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--crop", type=int, metavar="PX", help="crop images to PX x PX first")
     verify.add_argument("--tolerance-db", type=float, default=40.0,
                         help="least PSNR between decoded and forward output (default 40)")
+    verify.add_argument("--max-rate-gap", type=float, default=MAX_RATE_GAP, metavar="PCT",
+                        help="largest gap between real and estimated rate, as in harness"
+                             " check (default 10 %%)")
     verify.add_argument("--device", metavar="DEVICE")
     verify.add_argument("--lenient", action="store_true",
                      help="load the entries of the checkpoint that fit and report every"

@@ -174,3 +174,36 @@ def test_two_runs_at_once_on_one_dask_cluster_keep_their_own_results(tmp_path, p
             stored = db.execute("SELECT codec, COUNT(*), COUNT(DISTINCT quality)"
                                 " FROM results_view GROUP BY codec").fetchall()
         assert stored == [(codec, 4, 2)]  # 2 images x 2 qualities, none of the other run's
+
+
+# --- details ----------------------------------------------------------------------------------
+
+class _RateOff:
+    """A learned codec stand-in whose real rate is 15 % below its estimate."""
+
+    def model(self, quality):
+        pass
+
+    def forward(self, image, quality):
+        return image, 1.0  # estimated bpp
+
+    def encode(self, image, quality):
+        return bytes(round(0.85 * image.shape[0] * image.shape[1] / 8))
+
+    def decode(self, data):
+        return self.image
+
+
+def test_verify_fails_the_rate_gap_that_check_fails(monkeypatch, sample_pixels):
+    from harness import verify
+
+    monkeypatch.setattr(verify, "payload_bytes", len)  # the stand-in's bytes are all payload
+    codec, image = _RateOff(), sample_pixels[:80, :80]  # 680 bytes: exactly 0.85 bpp
+    codec.image = image
+    checked = verify.verify_quality(codec, "x", {}, 1, [("a", image)], fresh_process=False)
+    assert round(100 * checked.rate_gap, 2) == -15.0
+    assert not checked.ok
+    assert checked.failures == ["real rate -15.00 % from the estimate (limit 10 %)"]
+    loose = verify.verify_quality(codec, "x", {}, 1, [("a", image)], fresh_process=False,
+                                  max_rate_gap=20)
+    assert loose.ok
