@@ -207,3 +207,20 @@ def test_verify_fails_the_rate_gap_that_check_fails(monkeypatch, sample_pixels):
     loose = verify.verify_quality(codec, "x", {}, 1, [("a", image)], fresh_process=False,
                                   max_rate_gap=20)
     assert loose.ok
+
+
+def test_an_offline_container_build_fails_in_one_line_naming_source():
+    from harness.containers import build_failure
+
+    script = "set -eux; " + "apt-get install -y build-essential cmake; " * 60  # 2.6 KB
+    error = f"The command '/bin/sh -c {script}' returned a non-zero code: 6"
+    log = ["Step 5/9 : RUN set -eux; ...", " ---> Running in 1f2e3d",
+           "curl: (6) Could not resolve host: bellard.org"]
+    message = build_failure("bpg", error, log)
+    assert "\n" not in message and len(message) < 400 and "apt-get" not in message
+    assert "a download failed (curl: (6) Could not resolve host: bellard.org)" in message
+    assert "harness containers build bpg --source FILE" in message
+    compiled = build_failure("bpg", error.replace("code: 6", "code: 2"),
+                             ["make: *** [Makefile:12: all] Error 1"])
+    assert "exited with 2; its last output: make: *** [Makefile:12: all] Error 1" in compiled
+    assert "apt-get" not in compiled
