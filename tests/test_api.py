@@ -224,3 +224,17 @@ def test_an_offline_container_build_fails_in_one_line_naming_source():
                              ["make: *** [Makefile:12: all] Error 1"])
     assert "exited with 2; its last output: make: *** [Makefile:12: all] Error 1" in compiled
     assert "apt-get" not in compiled
+
+
+def test_files_of_a_dataset_folder_that_are_not_images_are_reported(tmp_path, photo_folder):
+    (photo_folder / "notes.txt").write_text("shot on a Tuesday")
+    (photo_folder / "raw").mkdir()
+    (photo_folder / "raw" / "a.cr2").write_bytes(b"\0" * 16)
+    (photo_folder / ".DS_Store").write_bytes(b"")  # hidden: skipped without a word
+    done = run_cli("run", "--datasets", str(photo_folder), "--codecs", "jpeg", "--qualities",
+                   "50", "--jobs", "1", "--no-report", "--no-progress",
+                   "--store", str(tmp_path / "s.sqlite"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ("skipped 2 file(s) that are not images by their suffix (notes.txt, raw/a.cr2);"
+            " images end in") in done.stderr
+    assert ".DS_Store" not in done.stderr
