@@ -68,6 +68,13 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as file:
+        head = file.read(64)
+    # torch.save writes a zip archive, or (legacy) a pickle, which opens with PROTO 0x80;
+    # anything else (a text file, an HTML error page) would read as junk pickle opcodes
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: it is neither a zip archive"
+                              f" nor a pickle (it begins {head[:40]!r})")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

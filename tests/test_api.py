@@ -238,3 +238,15 @@ def test_files_of_a_dataset_folder_that_are_not_images_are_reported(tmp_path, ph
     assert ("skipped 2 file(s) that are not images by their suffix (notes.txt, raw/a.cr2);"
             " images end in") in done.stderr
     assert ".DS_Store" not in done.stderr
+
+
+def test_a_text_file_given_as_a_checkpoint_is_called_what_it_is(tmp_path):
+    from harness.checkpoints import CheckpointError, read_state_dict
+
+    text = tmp_path / "weights.pth"
+    text.write_text("model weights: see the README\n")
+    with pytest.raises(CheckpointError) as refused:
+        read_state_dict(text)
+    assert "is not a PyTorch checkpoint: it is neither a zip archive nor a pickle" in str(
+        refused.value)
+    assert "pickled Python objects" not in str(refused.value)
