@@ -25,11 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from harness.conventions import AGGREGATES, DEFAULT_AGGREGATE, DEFAULT_RATE, RATES  # noqa: F401
+
 GROUP = ["codec", "codec_fingerprint", "dataset", "quality"]
 MEASURES = ["bpp", "payload_bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s"]
-AGGREGATES = ("mean-linear", "mean-db")
-RATES = ("payload", "file")
-DEFAULT_AGGREGATE, DEFAULT_RATE = AGGREGATES[0], RATES[0]
 # rate convention -> the summary column that holds it
 RATE_COLUMN = {"payload": "payload_bpp", "file": "bpp"}
 

@@ -50,6 +50,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from harness.conventions import METHODS, MIN_OVERLAP, MIN_RATE_SPACING  # noqa: F401
 from harness.errors import UsageError
 
 __all__ = [
@@ -61,15 +62,8 @@ __all__ = [
     "msssim_to_db",
 ]
 
-METHODS: tuple[str, ...] = ("pchip", "akima", "cubic")
-"""Interpolation methods accepted by :func:`bd_rate` and :func:`bd_psnr`."""
-
 _MIN_POINTS = {"pchip": 2, "akima": 2, "cubic": 4}
 _AKIMA_BREAK = 1e-9
-MIN_RATE_SPACING = 0.005
-"""Smallest relative gap between two rates of one curve (0.5 %)."""
-MIN_OVERLAP = 0.2
-"""Smallest share of the test curve's range the anchor must cover for a BD value."""
 
 
 class BDWarning(UserWarning):

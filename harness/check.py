@@ -37,6 +37,7 @@ from xml.etree import ElementTree
 import numpy as np
 
 from harness import bd
+from harness.conventions import MAX_RATE_GAP
 
 PASS, REGRESSION, FAILED_GATE, CANNOT_COMPARE = "pass", "regression", "failed gate", \
     "cannot compare"
@@ -48,7 +49,7 @@ class Tolerances:
     max_psnr_drop: float = 0.05  # dB
     max_rate_increase: float = 1.0  # percent
     forward_match_db: float = 40.0
-    max_rate_gap: float = 10.0  # percent, payload over estimated rate
+    max_rate_gap: float = MAX_RATE_GAP  # percent, payload over estimated rate
     image_psnr: float = 0.1  # dB
     image_bpp: float = 2.0  # percent
 

@@ -13,17 +13,14 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 from harness import __version__
+from harness.api import DEFAULT_CODECS, DEFAULT_STORE, REPORT_FOLDER
+from harness.conventions import MAX_RATE_GAP
 from harness.errors import HarnessError, UsageError
-from harness.processes import deferred_interrupts
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_STORE = Path("reports") / "results.sqlite"
-DEFAULT_REPORT = Path("reports") / "report"
-DEFAULT_CODECS = ("jpeg", "webp", "jpeg2000")
 
 EPILOG = """exit status: 0 success; 1 finished, but something failed (see the summary);
 2 usage or input error; 130 interrupted (finished work is kept)."""
@@ -59,156 +56,28 @@ def _parse_seconds(text: str) -> float:
 # --- harness run ----------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness import api
     from harness.aggregate import format_table, summarize
 
-    if args.scheduler:
-        from harness.cluster import parse_scheduler
-
-        parse_scheduler(args.scheduler)
-    if not args.no_report:
-        from harness.report import check_report_folder
-
-        check_report_folder(args.report, args.store)  # before measuring, not after
-    datasets = resolve_datasets(args)
-    codecs, qualities, problems = prepare_codecs(args)
-    outcome, rows = measure(args, datasets, codecs, qualities, problems)
-    summary = summarize(rows)
+    result = api.run(args.datasets, args.codecs, args.qualities, args.store, args.jobs,
+                     data_dir=args.data_dir, follow_symlinks=args.follow_symlinks,
+                     checkpoint=args.checkpoint, device=args.device, lenient=args.lenient,
+                     timeout=args.timeout, setup_timeout=args.setup_timeout,
+                     scheduler=args.scheduler, progress=not args.no_progress,
+                     report=False if args.no_report else (args.report or True))
+    summary = summarize(result.rows)
     if not summary.empty:
         print(format_table(summary))
-    print(f"\n{outcome.done} measured in {outcome.seconds:.1f} s, {outcome.cached} reused;"
+    print(f"\n{result.measured} measured in {result.seconds:.1f} s, {result.reused} reused;"
           f" results in {args.store}")
-    if rows and not args.no_report and not outcome.interrupted:
-        with deferred_interrupts():  # importing the plotting libraries included
-            from harness.report import build_report
-        report = build_report(args.store, args.report, datasets=[d.id for d in datasets],
-                              codecs=[c.name for _, c in codecs])
-        print(f"report: {report / 'index.html'}")
-    for problem in problems:
+    if result.report:
+        print(f"report: {result.report / 'index.html'}")
+    for problem in result.problems:
         _say(f"error: {problem}")
-    if outcome.interrupted:
+    if result.interrupted:
         _say("interrupted: finished measurements are stored; run the same command to resume")
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if problems else EXIT_OK
-
-
-def resolve_datasets(args: argparse.Namespace) -> list:
-    from harness.datasets import resolve_dataset
-
-    data_dir = Path(args.data_dir) if getattr(args, "data_dir", None) else None
-    follow = getattr(args, "follow_symlinks", False)
-    datasets = [resolve_dataset(spec, data_dir, follow_symlinks=follow) for spec in args.datasets]
-    for dataset in datasets:
-        for note in dataset.notes:
-            _say(f"note: {dataset.id}: {note}")
-    return datasets
-
-
-def measure(args: argparse.Namespace, datasets, codecs, qualities, problems: list[str]):
-    """Measure what the store lacks; return the outcome and the rows of these codecs.
-
-    Unreadable images and failed measurements are appended to ``problems``.
-    """
-    from harness import runner
-    from harness.store import ResultsStore
-
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    jobs = args.jobs or runner.default_jobs()
-    with ResultsStore(args.store) as store:
-        config = {"command": args.command, "datasets": [d.id for d in datasets],
-                  "codecs": [c.name for _, c in codecs], "qualities": qualities, "jobs": jobs,
-                  "options": {c.name: dict(spec.options) for spec, c in codecs if spec.options}}
-        run_id = store.start_run(config, _versions([c for _, c in codecs]))
-        images = []
-        for dataset in datasets:
-            report = runner.prepare_images(dataset, store)
-            images.extend(report.images)
-            for warning in report.warnings:
-                _say(f"warning: {warning}")
-            problems.extend(f"image skipped: {error}" for error in report.errors)
-
-        tasks, cached = runner.plan(codecs, qualities, images, store)
-        _say(f"{len(images)} images x {len(codecs)} codecs: {len(tasks)} measurements to make,"
-             f" {cached} already in {store.path}")
-        started = time.perf_counter()
-        outcome = runner.execute(tasks, store, run_id, jobs,
-                                 progress=not getattr(args, "no_progress", False),
-                                 timeout=getattr(args, "timeout", None),
-                                 setup_timeout=getattr(args, "setup_timeout",
-                                                       runner.DEFAULT_SETUP_TIMEOUT),
-                                 scheduler=getattr(args, "scheduler", None))
-        outcome.seconds, outcome.cached = time.perf_counter() - started, cached
-        status = ("interrupted" if outcome.interrupted
-                  else "failed" if outcome.failed else "done")
-        store.end_run(run_id, status)
-        rows = store.rows(datasets=[d.id for d in datasets], codecs=[c.name for _, c in codecs],
-                          fingerprints=[c.fingerprint() for _, c in codecs])
-    problems.extend(f"{count} x {message}" for message, count in outcome.errors.most_common())
-    return outcome, rows
-
-
-def prepare_codecs(args: argparse.Namespace):
-    """The codecs a command asked for, each with its quality points ready to run here.
-
-    Returns ``[(spec, codec)]``, ``{name: qualities}`` and the problems met (an
-    unavailable codec or quality is left out, with the reason).
-    """
-    from harness.runner import CodecSpec
-
-    names = list(dict.fromkeys(args.codecs))
-    checkpoint = getattr(args, "checkpoint", None)
-    if checkpoint and len(names) != 1:
-        raise UsageError("--checkpoint needs exactly one codec in --codecs (its architecture)")
-    codecs, qualities, problems = [], {}, []
-    for name in names:
-        spec = CodecSpec(name)
-        codec = spec.create()
-        options = {"checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
-                   "device": getattr(args, "device", None),
-                   "lenient": True if getattr(args, "lenient", False) else None}
-        options = {k: v for k, v in options.items() if v is not None}
-        refused = set(options) - set(codec.accepted_options)
-        if "checkpoint" in refused:
-            raise UsageError(f"codec {name} takes no --checkpoint (it is not a learned codec,"
-                             " or it is a model of your own, whose files are registered)")
-        if "lenient" in refused:
-            raise UsageError(f"codec {name} takes no --lenient (only codecs whose official"
-                             " loader was lenient do)")
-        options = {k: v for k, v in options.items() if k not in refused}
-        if options:
-            spec = CodecSpec(name, tuple(sorted(options.items())))
-            codec = spec.create()
-        available = codec.availability()
-        if not available.ok:
-            problems.append(f"codec {codec.name} skipped: {available.reason}")
-            continue
-        wanted = args.qualities or ([1] if checkpoint else list(codec.qualities))
-        if checkpoint and len(wanted) != 1:
-            raise UsageError("--checkpoint is one rate point: give at most one --qualities value")
-        ready = []
-        for quality in wanted:
-            try:
-                quality = codec.check_quality(quality)
-            except ValueError as exc:
-                raise UsageError(f"--qualities: {exc}") from exc
-            try:
-                codec.prepare(quality)
-            except HarnessError as exc:
-                problems.append(f"{codec.name} q={quality:g} skipped: {exc}")
-                continue
-            ready.append(quality)
-        if ready:
-            codecs.append((spec, codec))
-            qualities[codec.name] = ready
-    return codecs, qualities, problems
-
-
-def _versions(codecs) -> dict:
-    import numpy
-    import PIL
-
-    return {"harness": __version__, "numpy": numpy.__version__, "pillow": PIL.__version__,
-            "codecs": {c.name: c.fingerprint() for c in codecs}}
+    return EXIT_FAILED if result.problems else EXIT_OK
 
 
 # --- harness codecs / datasets ----------------------------------------------------------
@@ -222,13 +91,16 @@ def cmd_codecs(args: argparse.Namespace) -> int:
         except UsageError as exc:
             print(f"{name:12s} unavailable: {exc}")
             continue
-        available = codec.availability()
-        state = "available" if available.ok else f"unavailable: {available.reason}"
+        available = codec.availability() if args.check else codec.quick_availability()
+        notes = codec.quality_notes(args.check) if available.ok else []
+        state = ("unavailable: " + available.reason if not available.ok
+                 else "available" if not notes else "installed; see below for weights")
         points = ", ".join(f"{q:g}" for q in codec.qualities)
         origin = {"plugin": f" [plugin from {entry.origin}]",
                   "model": " [your model: harness models show " + name + "]"}.get(entry.kind, "")
         print(f"{name:12s} {state}{origin}\n{'':12s} {codec.description}\n"
-              f"{'':12s} {codec.quality_label}: {points}")
+              f"{'':12s} {codec.quality_label}: {points}"
+              + "".join(f"\n{'':12s} {note}" for note in notes))
     return EXIT_OK
 
 
@@ -246,10 +118,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 # --- harness export / import ------------------------------------------------------------
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from harness.api import require_store
     from harness.interchange import export_store
     from harness.store import ResultsStore
 
-    _require_store(args.store)
+    require_store(args.store)
     with ResultsStore(args.store, readonly=True) as store:
         paths = export_store(store, args.out, args.aggregate, args.rate)
     for path in paths:
@@ -278,78 +151,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 # --- harness bd -------------------------------------------------------------------------
 
-def collect_curves(args: argparse.Namespace, datasets: list[str] | None = None) -> list:
-    """Curves from the store (measured and imported), result files and published names.
-
-    ``datasets`` are names, aliases or folders as ``harness run`` takes them. Measured
-    curves follow ``--aggregate`` and ``--rate``; every label is unique per dataset.
-    """
-    from harness.curves import (
-        imported_curves,
-        measured_curves,
-        published_curves,
-        unique_labels,
-    )
-    from harness.datasets import dataset_id
-    from harness.store import ResultsStore
-
-    datasets = [dataset_id(d) for d in datasets] if datasets else None
-    aggregate, rate = _convention(args)
-    curves = []
-    if Path(args.store).is_file():
-        with ResultsStore(args.store, readonly=True) as store:
-            curves += measured_curves(store, datasets=datasets, codecs=args.codecs,
-                                      aggregate=aggregate, rate=rate)
-            curves += imported_curves(store, want_rate=rate)
-    elif args.store != str(DEFAULT_STORE):
-        _require_store(args.store)
-    curves += file_curves(args.files, rate)
-    in_play = datasets or list(dict.fromkeys(c.dataset for c in curves))
-    if args.published:
-        curves += published_curves(in_play, args.published)
-    if datasets:
-        missing = [d for d in datasets if not any(c.dataset == d for c in curves)]
-        if missing and curves:
-            from harness.errors import did_you_mean
-
-            known = {c.dataset for c in curves}
-            _say(f"warning: no curve on {', '.join(missing)}."
-                 f"{did_you_mean(missing[0], known)} Datasets with curves:"
-                 f" {', '.join(sorted(known))}")
-        curves = [c for c in curves if c.dataset in datasets]
-    return unique_labels(curves)
-
-
-def file_curves(items, rate: str | None = None) -> list:
-    """Curves of ``[DATASET=]FILE`` arguments (dataset: the prefix, the file's meta, or its
-    folder's name)."""
-    from harness.curves import curve_from_file
-
-    curves = []
-    for item in items or ():
-        dataset, _, path = item.rpartition("=")
-        curves.append(curve_from_file(path, dataset or None, want_rate=rate))
-    return curves
-
-
-def _convention(args: argparse.Namespace) -> tuple[str, str]:
-    from harness.aggregate import DEFAULT_AGGREGATE, DEFAULT_RATE
-
-    return (getattr(args, "aggregate", None) or DEFAULT_AGGREGATE,
-            getattr(args, "rate", None) or DEFAULT_RATE)
-
-
 def cmd_bd(args: argparse.Namespace) -> int:
-    from harness.curves import bd_table, check_conventions, require_anchor
+    from harness import api
 
-    curves = collect_curves(args, args.datasets)
-    if not curves:
-        raise UsageError("no curves to compare: run `harness run` first, or pass --files or"
-                         " --published")
-    require_anchor(args.anchor, curves)
-    conventions = check_conventions(curves, args.mixed_conventions)
-    table = bd_table(curves, anchor=args.anchor, metrics=args.metrics, method=args.method,
-                     min_overlap=args.min_overlap, min_spacing=args.min_spacing)
+    table = api.bd_table(anchor=args.anchor, metrics=args.metrics, method=args.method,
+                         mixed_conventions=args.mixed_conventions,
+                         min_overlap=args.min_overlap, min_spacing=args.min_spacing,
+                         store=args.store, datasets=args.datasets, codecs=args.codecs,
+                         files=args.files or (), published=args.published,
+                         aggregate=args.aggregate, rate=args.rate)
+    conventions = table.attrs["conventions"]
     if table.empty:
         _say("no comparison could be made (one curve per dataset?)")
         return EXIT_FAILED
@@ -413,19 +224,14 @@ def cmd_published(args: argparse.Namespace) -> int:
 # --- harness report ---------------------------------------------------------------------
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.datasets import dataset_id
+    from harness import api
 
-    with deferred_interrupts():  # importing the plotting libraries included
-        from harness.report import build_report
-    aggregate, rate = _convention(args)
-    extra = file_curves(args.files, rate)
     published = False if args.no_published else (args.published or True)
-    datasets = [dataset_id(d) for d in args.datasets] if args.datasets else None
-    report = build_report(args.store, args.out, datasets=datasets, codecs=args.codecs,
-                          anchor=args.anchor, method=args.method, include_published=published,
-                          extra_curves=extra, title=args.title, aggregate=aggregate,
-                          rate=rate, mixed_conventions=args.mixed_conventions,
-                          min_overlap=args.min_overlap, min_spacing=args.min_spacing)
+    report = api.report(args.store, args.out, datasets=args.datasets, codecs=args.codecs,
+                        anchor=args.anchor, method=args.method, published=published,
+                        files=args.files or (), title=args.title, aggregate=args.aggregate,
+                        rate=args.rate, mixed_conventions=args.mixed_conventions,
+                        min_overlap=args.min_overlap, min_spacing=args.min_spacing)
     print(report / "index.html")
     return EXIT_OK
 
@@ -535,6 +341,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from harness.api import prepare_codecs
     from harness.codecs.learned import LearnedCodec
     from harness.datasets import resolve_dataset
     from harness.images import load_image
@@ -542,8 +349,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.images < 1 or (args.crop is not None and args.crop < 1):
         raise UsageError("--images and --crop must be at least 1 (nothing would be verified)")
-    args.codecs = [args.codec]
-    (codecs, qualities, problems) = prepare_codecs(args)
+    (codecs, qualities, problems) = prepare_codecs([args.codec], args.qualities, args.checkpoint,
+                                                   args.device, args.lenient)
     for problem in problems:
         _say(f"error: {problem}")
     if not codecs:
@@ -558,7 +365,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     checks = []
     for quality in qualities[codec.name]:
         checks.append(verify_quality(codec, spec.name, dict(spec.options), quality, images,
-                                     args.tolerance_db))
+                                     args.tolerance_db, max_rate_gap=args.max_rate_gap))
         _say(f"q={quality:g}: {'ok' if checks[-1].ok else 'FAILED'}")
         if args.cross:  # the thread matrix on the first image
             text, failures = cross_check(spec.name, dict(spec.options), quality, images[0][1],
@@ -571,234 +378,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 # --- harness check ------------------------------------------------------------------------
 
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt", ".bin")
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness import check
-    from harness.checkpoints import CheckpointError, CheckpointMismatch
-    from harness.images import load_image
-    from harness.runner import CodecSpec
-    from harness.verify import verify_quality
+    from harness import api, check
 
-    # everything that can be refused is refused here, before any gate or measurement
-    tol = check.Tolerances(args.max_bd_rate, args.max_psnr_drop, args.max_rate_increase,
-                           args.forward_tolerance_db, args.max_rate_gap, args.image_psnr,
-                           args.image_bpp)
-    _check_thresholds(args)
-    for path in args.checkpoints:
-        if not Path(path).is_file():
-            raise UsageError(f"checkpoint {path} does not exist")
-    baseline_ckpts = [b for b in args.baseline if b.endswith(CHECKPOINT_SUFFIXES)]
-    if baseline_ckpts and len(baseline_ckpts) != len(args.baseline):
-        raise UsageError("--baseline is either checkpoint files or one curve, not both")
-    if len(args.baseline) > 1 and not baseline_ckpts:
-        raise UsageError("--baseline takes one curve (NAME@published, a results JSON or a"
-                         " codec in the store) or several checkpoint files")
-    for path in baseline_ckpts:
-        if not Path(path).is_file():
-            raise UsageError(f"baseline checkpoint {path} does not exist")
     for flag, path in (("--junit", args.junit), ("--markdown", args.markdown)):
         if path and not Path(path).resolve().parent.is_dir():
             raise UsageError(f"{flag} {path}: the folder {Path(path).resolve().parent} does"
                              " not exist")
-    datasets = resolve_datasets(args)
-    aggregate, rate = _convention(args)
-    baselines = {} if baseline_ckpts else _baseline_curves(
-        args.baseline[0], datasets, args.store, aggregate, rate, args.mixed_conventions)
-    label = ", ".join(Path(p).name for p in args.checkpoints)
-    report = check.CheckReport(f"{args.codec} [{label}]", " ".join(args.baseline), args.method)
-
-    # the correctness gates, on a few images of the first dataset
-    gate_images = [(ref.image_id, load_image(ref.path).pixels[:args.gate_crop, :args.gate_crop])
-                   for ref in datasets[0].images[:args.gate_images]]
-    new_codecs, failures = [], {}
-
-    def spec_of(path: str):
-        options = {"checkpoint": str(Path(path).resolve())}
-        if args.device:
-            options["device"] = args.device
-        if args.lenient:
-            options["lenient"] = True
-        return CodecSpec(args.codec, tuple(sorted(options.items())))
-
-    for path in args.checkpoints:
-        spec = spec_of(path)
-        codec = spec.create()
-        if "checkpoint" not in codec.accepted_options:
-            raise UsageError(f"harness check compares checkpoints; {args.codec} takes none")
-        try:
-            codec.prepare(1)
-        except CheckpointMismatch as exc:
-            failures.setdefault("loads-strictly", []).append(str(exc))
-            continue
-        except CheckpointError as exc:
-            raise UsageError(f"checkpoint {path} cannot be used: {exc}") from exc
-        new_codecs.append((spec, codec))
-        result = verify_quality(codec, spec.name, dict(spec.options), 1, gate_images,
-                                tol.forward_match_db)
-        name = Path(path).name
-        if result.forward_match_db < tol.forward_match_db:
-            failures.setdefault("decodes-to-forward", []).append(
-                f"{name}: {result.forward_match_db:.2f} dB < {tol.forward_match_db:g} dB")
-        if not (result.deterministic and result.fresh_process):
-            failures.setdefault("deterministic", []).append(
-                f"{name}: same bytes {result.deterministic}, fresh process {result.fresh_process}")
-        if not all(math.isfinite(v) for v in (result.real_bpp, result.estimated_bpp,
-                                              result.rate_gap)):
-            failures.setdefault("finite", []).append(f"{name}: NaN or inf in rates")
-        elif abs(100 * result.rate_gap) > tol.max_rate_gap:
-            failures.setdefault("rate-gap", []).append(
-                f"{name}: real rate {100 * result.rate_gap:+.2f} % from the estimate (limit"
-                f" {tol.max_rate_gap:g} %)")
-    for gate in ("loads-strictly", "decodes-to-forward", "deterministic", "rate-gap", "finite"):
-        problems = failures.get(gate)
-        report.gates.append(check.Gate(gate, not problems, "; ".join(problems or [
-            f"{len(args.checkpoints)} checkpoint(s) on {len(gate_images)} image(s)"])))
-    if args.golden or args.write_golden:
-        if len(new_codecs) != 1:
-            raise UsageError("--golden and --write-golden take exactly one checkpoint")
-        codec = new_codecs[0][1]
-        if args.write_golden:
-            check.write_golden(codec, gate_images, 1, Path(args.write_golden))
-            _say(f"golden bitstreams written to {args.write_golden}")
-        if args.golden:
-            report.gates.append(check.check_golden(codec, Path(args.golden)))
-    if args.portable:
-        report.gates.append(check.portable_gate(new_codecs, gate_images[0][1]))
-
-    if report.verdict == check.FAILED_GATE:
-        report.gates.append(check.Gate("rd", False, "not compared: a correctness gate failed"))
-        return _check_output(args, report)
-
-    # the RD comparison
-    args.codecs, args.qualities = [args.codec], [1]
-    qualities = {c.name: [1] for _, c in new_codecs}
-    base_codecs = []
-    for path in baseline_ckpts:
-        spec = spec_of(path)
-        codec = spec.create()
-        try:
-            codec.prepare(1)
-        except CheckpointError as exc:
-            raise UsageError(f"baseline checkpoint {path} cannot be used: {exc}") from exc
-        base_codecs.append((spec, codec))
-        qualities[codec.name] = [1]
-    problems: list[str] = []
-    outcome, rows = measure(args, datasets, new_codecs + base_codecs, qualities, problems)
-    for problem in problems:
-        _say(f"error: {problem}")
-    if outcome.interrupted:
-        return EXIT_INTERRUPTED
-    # codecs are told apart by fingerprint: two files may share a name
-    new_names = {c.fingerprint() for _, c in new_codecs}
-    base_names = {c.fingerprint() for _, c in base_codecs}
-    for dataset in datasets:
-        in_set = [r for r in rows if r["dataset"] == dataset.id]
-        new_curve = _points(in_set, new_names, args.metric, aggregate, rate)
-        if baseline_ckpts:
-            base_curve = _points(in_set, base_names, args.metric, aggregate, rate)
-        else:
-            base_curve = baselines[dataset.id].rd(args.metric)
-        if len(new_curve[0]) == 0:
-            raise UsageError(f"no successful measurement of the new checkpoint(s) on"
-                             f" {dataset.id}")
-        if len(new_curve[0]) == 1 and len(base_curve[0]) == 1:
-            comparison = check.compare_points(
-                dataset.id, (new_curve[0][0], new_curve[1][0]),
-                (base_curve[0][0], base_curve[1][0]), tol)
-        elif len(new_curve[0]) == 1:
-            comparison = check.compare_point_to_curve(
-                dataset.id, (new_curve[0][0], new_curve[1][0]), base_curve, tol, args.method)
-        else:
-            comparison = check.compare_curve(dataset.id, new_curve, base_curve, tol,
-                                             args.method)
-        if len(new_names) == 1 and len(base_names) == 1:
-            comparison.moved_images = check.moved_images(
-                [r for r in in_set if r["codec_fingerprint"] in new_names],
-                [r for r in in_set if r["codec_fingerprint"] in base_names], tol)
-        report.comparisons.append(comparison)
-    from harness.aggregate import convention_text
-
-    report.conventions = convention_text(aggregate, rate)
-    verdicts = [f"{c.dataset}: {c.verdict} ({c.numbers.get('reason', '')})"
-                for c in report.comparisons]
-    report.gates.append(check.Gate("rd", all(c.verdict == check.PASS
-                                             for c in report.comparisons), "; ".join(verdicts)))
-    return _check_output(args, report)
-
-
-def _check_thresholds(args: argparse.Namespace) -> None:
-    """Thresholds that no result could meet or fail (NaN, negative tolerances) are refused."""
-    for name in ("max_bd_rate", "max_psnr_drop", "max_rate_increase", "forward_tolerance_db",
-                 "max_rate_gap", "image_psnr", "image_bpp"):
-        value = getattr(args, name)
-        flag = "--" + name.replace("_", "-")
-        if math.isnan(value):
-            raise UsageError(f"{flag} is NaN: every comparison with it would pass")
-        if value < 0 and name in ("max_rate_gap", "image_psnr", "image_bpp"):
-            raise UsageError(f"{flag} is a tolerance on a size of change: give a value >= 0")
-    if args.gate_images < 1 or args.gate_crop < 1:
-        raise UsageError("--gate-images and --gate-crop must be at least 1 (the gates need"
-                         " an image to check)")
-
-
-def _baseline_curves(spec: str, datasets, store_path: str, aggregate: str, rate: str,
-                     mixed_conventions: bool) -> dict:
-    """The baseline curve ``spec`` on each dataset, found before anything is measured.
-
-    Raises:
-        UsageError: the file, store or curve is missing on a dataset, with what exists.
-    """
-    from harness.curves import curve_from_file, measured_curves, published_curve, published_names
-    from harness.store import ResultsStore
-
-    found = {}
-    for dataset in datasets:
-        if spec.endswith("@published"):
-            curve = published_curve(spec, dataset.id)
-            known = ", ".join(f"{n}@published" for n in published_names(dataset.id))
-            where = f"published curves on {dataset.id}: {known or 'none'}"
-        elif spec.endswith(".json"):
-            curve = curve_from_file(spec, dataset.id, want_rate=rate)  # unreadable: refused here
-            where = ""
-        else:
-            if not Path(store_path).is_file():
-                raise UsageError(f"--baseline {spec}: no results store at {store_path} to"
-                                 " find it in (measure it there first, or pass --store)")
-            with ResultsStore(store_path, readonly=True) as store:
-                curves = measured_curves(store, datasets=[dataset.id], aggregate=aggregate,
-                                         rate=rate)
-            curve = next((c for c in curves if c.name == spec), None)
-            where = (f"codecs measured on {dataset.id} in {store_path}:"
-                     f" {', '.join(c.name for c in curves) or 'none'}")
-        if curve is None:
-            raise UsageError(f"no baseline curve {spec!r} on {dataset.id} ({where}): name a"
-                             " published curve (vtm@published), a results JSON, a codec"
-                             " measured in the store, or checkpoint files")
-        if curve.convention != (aggregate, rate) and not mixed_conventions:
-            raise UsageError(
-                f"the baseline {spec} was made with aggregation {curve.aggregate} and rate"
-                f" {curve.rate}, the new checkpoints are measured with {aggregate} and"
-                f" {rate}: comparing them would measure the rules, not the checkpoints."
-                " Pass the baseline's --aggregate / --rate, or --mixed-conventions")
-        found[dataset.id] = curve
-    return found
-
-
-def _points(rows: list[dict], fingerprints: set[str], metric: str, aggregate: str, rate: str):
-    """(bpp, quality) of each codec's mean over images, sorted by rate."""
-    from harness.aggregate import RATE_COLUMN, summarize
-    from harness.curves import METRIC_COLUMN
-
-    summary = summarize([r for r in rows if r["codec_fingerprint"] in fingerprints], aggregate)
-    summary = summary[summary["images"] > 0].sort_values(RATE_COLUMN[rate])
-    return summary[RATE_COLUMN[rate]].to_numpy(), summary[METRIC_COLUMN[metric]].to_numpy()
-
-
-def _check_output(args: argparse.Namespace, report) -> int:
-    from harness import check
-
+    report = api.check(
+        args.codec, args.checkpoints, args.baseline, datasets=args.datasets,
+        store=args.store, data_dir=args.data_dir, jobs=args.jobs, device=args.device,
+        lenient=args.lenient, metric=args.metric, method=args.method,
+        max_bd_rate=args.max_bd_rate, max_psnr_drop=args.max_psnr_drop,
+        max_rate_increase=args.max_rate_increase,
+        forward_tolerance_db=args.forward_tolerance_db, max_rate_gap=args.max_rate_gap,
+        image_psnr=args.image_psnr, image_bpp=args.image_bpp, gate_images=args.gate_images,
+        gate_crop=args.gate_crop, golden=args.golden, write_golden=args.write_golden,
+        portable=args.portable,
+        aggregate=args.aggregate, rate=args.rate, mixed_conventions=args.mixed_conventions,
+        progress=not args.no_progress)
     if args.junit:
         Path(args.junit).write_text(check.to_junit(report))
     if args.markdown:
@@ -807,17 +405,12 @@ def _check_output(args: argparse.Namespace, report) -> int:
     return report.exit_code
 
 
-def _require_store(path: str) -> None:
-    if not Path(path).is_file():
-        raise UsageError(f"no results store at {path}; run `harness run` first or pass --store")
-
-
 # --- parser -------------------------------------------------------------------------------
 
 def _add_convention_options(parser: argparse.ArgumentParser, compare: bool = True) -> None:
     """--aggregate and --rate (and, for commands that compare curves, the guards)."""
-    from harness import bd
-    from harness.aggregate import AGGREGATES, RATES
+    from harness import conventions as bd
+    from harness.conventions import AGGREGATES, RATES
 
     parser.add_argument("--aggregate", default=AGGREGATES[0], choices=AGGREGATES,
                         help="mean-linear (default, as CompressAI and the papers): MS-SSIM"
@@ -882,12 +475,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--follow-symlinks", action="store_true",
                      help="read links in a dataset folder that lead outside it")
-    run.add_argument("--report", default=str(DEFAULT_REPORT), metavar="DIR",
-                     help=f"where the run's report goes (default: {DEFAULT_REPORT})")
+    run.add_argument("--report", metavar="DIR",
+                     help=f"where the run's report goes (default: {REPORT_FOLDER}/ beside"
+                          " the store)")
     run.add_argument("--no-report", action="store_true", help="print the table only")
     run.set_defaults(handler=cmd_run)
 
     codecs = commands.add_parser("codecs", help="list codecs, quality points, availability")
+    codecs.add_argument("--check", action="store_true",
+                        help="probe each codec fully (import the learned codecs' libraries,"
+                             " look up their published files): slower")
     codecs.set_defaults(handler=cmd_codecs)
 
     datasets = commands.add_parser("datasets", help="list the known datasets")
@@ -954,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--max-rate-increase", type=float, default=1.0, metavar="PCT",
                      help="largest rate increase at equal PSNR that passes (default 1 %%)")
     chk.add_argument("--forward-tolerance-db", type=float, default=40.0, metavar="DB")
-    chk.add_argument("--max-rate-gap", type=float, default=10.0, metavar="PCT",
+    chk.add_argument("--max-rate-gap", type=float, default=MAX_RATE_GAP, metavar="PCT",
                      help="largest gap between real and estimated rate (default 10 %%)")
     chk.add_argument("--image-psnr", type=float, default=0.1, metavar="DB",
                      help="per-image PSNR change that lists an image (default 0.1 dB)")
@@ -993,7 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
                     " (Markdown, CSV, LaTeX), a run summary and a self-contained index.html."
                     " Published curves of the same datasets are added unless --no-published.")
     rep.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
-    rep.add_argument("--out", default=str(DEFAULT_REPORT), metavar="DIR")
+    rep.add_argument("--out", metavar="DIR",
+                     help=f"the report folder (default: {REPORT_FOLDER}/ beside the store)")
     rep.add_argument("--datasets", nargs="+", metavar="DATASET")
     rep.add_argument("--codecs", nargs="+", metavar="CODEC")
     rep.add_argument("--anchor", metavar="NAME", help="BD anchor (default: VTM, else BPG, else"
@@ -1063,6 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--crop", type=int, metavar="PX", help="crop images to PX x PX first")
     verify.add_argument("--tolerance-db", type=float, default=40.0,
                         help="least PSNR between decoded and forward output (default 40)")
+    verify.add_argument("--max-rate-gap", type=float, default=MAX_RATE_GAP, metavar="PCT",
+                        help="largest gap between real and estimated rate, as in harness"
+                             " check (default 10 %%)")
     verify.add_argument("--device", metavar="DEVICE")
     verify.add_argument("--cross", action="store_true",
                         help="also decode each thread count's bytes with the others (fresh"

@@ -21,6 +21,7 @@ the workers of a remote cluster with ``MALLOC_TRIM_THRESHOLD_`` and
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 
 from harness.errors import UsageError
@@ -79,8 +80,11 @@ def execute_on_dask(tasks: Sequence, scheduler: str, record: Callable, bar) -> N
         torch_threads = 1
     try:
         bar.set_description(f"measuring (dask, {len(client.nthreads())} workers)")
+        # A scheduler shares a result between all futures of one key: keys unique to this
+        # run keep two runs on one cluster from receiving each other's measurements.
+        run = uuid.uuid4().hex
         futures = {client.submit(measure, task, torch_threads, pure=False,
-                                 key=f"measure-{index}"): task
+                                 key=f"measure-{run}-{index}"): task
                    for index, task in enumerate(tasks)}
         for future in as_completed(futures):
             task = futures[future]

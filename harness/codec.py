@@ -53,6 +53,16 @@ class Codec(ABC):
         """Say whether the codec can run on this machine. Default: it can."""
         return Availability(True)
 
+    def quick_availability(self) -> Availability:
+        """What ``harness codecs`` says without its ``--check``: as :meth:`availability`,
+        unless a codec can answer without importing heavy libraries (learned codecs)."""
+        return self.availability()
+
+    def quality_notes(self, check: bool = False) -> list[str]:
+        """Lines about single quality points for ``harness codecs`` (missing weights);
+        ``check``: look as closely as using the codec would."""
+        return []
+
     @abstractmethod
     def encode(self, image: np.ndarray, quality: Quality) -> bytes:
         """Compress ``image`` (uint8 H x W x 3 RGB) at ``quality`` into a bitstream."""

@@ -346,6 +346,7 @@ def build_recipe(name: str, *, source: str | os.PathLike | None = None,
     started = time.perf_counter()
     error = None
     image_id = None
+    recent: list[str] = []  # the log's last lines, to tell why a step failed
     try:
         with context:
             stream = client.api.build(fileobj=context, custom_context=True, tag=tag, rm=True,
@@ -354,6 +355,7 @@ def build_recipe(name: str, *, source: str | os.PathLike | None = None,
             for chunk in stream:
                 if "stream" in chunk:
                     log(chunk["stream"])
+                    recent = (recent + chunk["stream"].splitlines())[-40:]
                     found = re.match(r"Successfully built ([0-9a-f]+)", chunk["stream"])
                     if found:
                         image_id = found.group(1)
@@ -364,11 +366,7 @@ def build_recipe(name: str, *, source: str | os.PathLike | None = None,
     except docker.errors.APIError as exc:
         error = _short(exc, 2000)
     if error or image_id is None:
-        message = (error or "the build ended without an image").strip()
-        if "registry" in message or "no such host" in message or "pull access" in message:
-            message += (f" (the base image must be on this machine: sudo "
-                        f"{recipes_dir() / 'seed-base-image.sh'})")
-        raise ContainerError(f"building {name} failed: {message}")
+        raise ContainerError(build_failure(name, error or "", recent))
     seconds = time.perf_counter() - started
     size = client.images.get(tag).attrs.get("Size", 0)
     say(f"built {tag} in {seconds:.1f} s ({size / 1e6:.0f} MB)")
@@ -376,6 +374,35 @@ def build_recipe(name: str, *, source: str | os.PathLike | None = None,
         say(f"the codecs use the image of the recipe without build arguments; to use this "
             f"one: {IMAGE_ENV_PREFIX}{name.upper()}={tag}")
     return BuildResult(name, tag, True, seconds, size)
+
+
+# what a failed download prints (curl, wget, apt-get, git) when the network is missing
+_OFFLINE = re.compile(r"Could not resolve|Temporary failure (in name )?resolv|unable to resolve"
+                      r"|Network is unreachable|Failed to connect|Connection refused|timed out",
+                      re.IGNORECASE)
+
+
+def build_failure(name: str, error: str, log_lines: Sequence[str]) -> str:
+    """One line saying why building recipe ``name`` failed, and what to do.
+
+    Docker's own message for a failed step quotes the whole shell script of the step;
+    that script is left out: the step's last log lines say more.
+    """
+    message = " ".join(error.split()) or "the build ended without an image"
+    failed = re.match(r"The command '.*' returned a non-zero code: (\d+)$", message)
+    if failed:
+        message = f"a RUN step of {recipes_dir() / name / 'Dockerfile'} exited with {failed[1]}"
+    offline = next((line.strip() for line in reversed(log_lines) if _OFFLINE.search(line)), None)
+    if offline:
+        return (f"building {name} failed: a download failed ({offline[:160]}); offline, give"
+                f" the source yourself: harness containers build {name} --source FILE (see"
+                f" {recipes_dir() / name / 'Dockerfile'} for the file it expects)")
+    if "registry" in message or "no such host" in message or "pull access" in message:
+        message += (f" (the base image must be on this machine: sudo "
+                    f"{recipes_dir() / 'seed-base-image.sh'})")
+    elif failed and log_lines:
+        message += f"; its last output: {' | '.join(line.strip() for line in log_lines[-3:])}"
+    return f"building {name} failed: {_short(message, 600)}"
 
 
 def build(names: Sequence[str] = (), **kwargs) -> list[BuildResult]:

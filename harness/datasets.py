@@ -638,6 +638,19 @@ def _link_leaves(root: Path, path: str, kind: str, notes: list[str] | None) -> b
 
 def _walk_images(root: Path, follow_symlinks: bool = False,
                  notes: list[str] | None = None) -> Iterator[str]:
+    """The relative paths of the images under ``root``; ``notes`` get what was skipped and
+    why (links leaving the folder, files that are not images by their suffix)."""
+    others: list[str] = []
+    yield from _walk(root, follow_symlinks, notes, others)
+    if others and notes is not None:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5
+                                         else "")
+        notes.append(f"skipped {len(others)} file(s) that are not images by their suffix"
+                     f" ({shown}); images end in {' '.join(sorted(IMAGE_SUFFIXES))}")
+
+
+def _walk(root: Path, follow_symlinks: bool, notes: list[str] | None,
+          others: list[str]) -> Iterator[str]:
     seen: set[tuple[int, int]] = set()
     try:
         st = root.stat()
@@ -664,7 +677,10 @@ def _walk_images(root: Path, follow_symlinks: bool = False,
         dirnames[:] = keep
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         for name in filenames:
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+            if name.startswith("."):
+                continue
+            if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                others.append(name if rel_dir == "." else f"{rel_dir}/{name}")
                 continue
             path = os.path.join(dirpath, name)
             if not follow_symlinks and _link_leaves(root, path, "file", notes):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.codecs.learned import LearnedCodec, payload_bytes
+from harness.conventions import MAX_RATE_GAP
 from harness.metrics import bits_per_pixel, psnr
 
 _DECODE_ELSEWHERE = """
@@ -34,6 +35,15 @@ name, options, source, target = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3
 codec = create_codec(name, **options)
 np.save(target, codec.decode(open(source, "rb").read()))
 """
+
+
+def rate_gap_failure(check: QualityCheck, limit: float = MAX_RATE_GAP) -> str | None:
+    """The rate-gap gate of ``verify`` and ``check``: the real payload rate more than
+    ``limit`` percent from the estimated one, either way (None when it passes)."""
+    gap = 100 * check.rate_gap
+    if math.isfinite(gap) and abs(gap) > limit:
+        return f"real rate {gap:+.2f} % from the estimate (limit {limit:g} %)"
+    return None
 
 
 @dataclass
@@ -64,7 +74,7 @@ class QualityCheck:
 
 def verify_quality(codec: LearnedCodec, registry_name: str, options: dict, quality,
                    images: list[tuple[str, np.ndarray]], tolerance_db: float = 40.0,
-                   fresh_process: bool = True) -> QualityCheck:
+                   fresh_process: bool = True, max_rate_gap: float = MAX_RATE_GAP) -> QualityCheck:
     check = QualityCheck(float(quality))
     if not images:  # passing on nothing checked would be a lie
         check.failures.append("no images to check")
@@ -108,6 +118,9 @@ def verify_quality(codec: LearnedCodec, registry_name: str, options: dict, quali
     for name in ("real_bpp", "payload_bpp", "estimated_bpp", "header_bytes", "forward_s",
                  "encode_s", "decode_s"):
         setattr(check, name, getattr(check, name) / n)
+    gap = rate_gap_failure(check, max_rate_gap)
+    if gap:
+        check.failures.append(gap)
     return check
 
 

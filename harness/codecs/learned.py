@@ -271,6 +271,35 @@ class LearnedCodec(Codec):
                 f" or register the file with `harness checkpoints add {self.name} --quality"
                 f" {quality:g} --path FILE`")
 
+    def missing_weights(self, quality: Quality, check: bool = False) -> str | None:
+        """None when the weights of ``quality`` are on this machine, else how to get them.
+
+        Reads the manifest only: no file is loaded, hashed or downloaded.
+        """
+        if self.checkpoint is not None:
+            path = Path(self.checkpoint)
+        else:
+            manifest = manifest_for(self.name)
+            entry = manifest.entry(quality) if manifest else None
+            path = Path(entry.path) if entry is not None and entry.path else None
+        return None if path is not None and path.is_file() else self._no_weights_message(quality)
+
+    def quick_availability(self) -> Availability:
+        from importlib.util import find_spec
+
+        for module in ("torch", "compressai"):  # installed, without the seconds of importing
+            if find_spec(module) is None:
+                return Availability(False, f"{module} is not installed: pip install compressai")
+        return Availability(True)
+
+    def quality_notes(self, check: bool = False) -> list[str]:
+        notes = []
+        for quality in self.qualities:
+            missing = self.missing_weights(quality, check)
+            if missing:
+                notes.append(missing)
+        return notes
+
     # the contract
     def availability(self) -> Availability:
         try:
@@ -497,6 +526,38 @@ class CompressAIZoo(LearnedCodec):
             return self.published_url(quality).rsplit("/", 1)[-1]
         return identity
 
+    def missing_weights(self, quality: Quality, check: bool = False) -> str | None:
+        missing = super().missing_weights(quality)
+        if missing is None or self.checkpoint is not None:
+            return missing
+        url = self.published_url(quality)
+        if self._cached_weights(url) is not None:
+            return None
+        return (f"no weights for {self.name} at quality {quality:g} here: {url} is fetched on"
+                f" first use (online), or register a local copy with `harness checkpoints add"
+                f" {self.name} --quality {quality:g} --path FILE`")
+
+    def quality_notes(self, check: bool = False) -> list[str]:
+        if check or self.checkpoint is not None or manifest_for(self.name) is not None:
+            return super().quality_notes(check)
+        # CompressAI's file names are known only by importing it, which takes seconds
+        return ["weights: CompressAI's published files, fetched on first use;"
+                " `harness codecs --check` says which are here"]
+
+    def _cached_weights(self, url: str) -> Path | None:
+        """The published file of ``url`` if it is here: in the harness's cache, or in torch
+        hub's (``$TORCH_HOME/hub/checkpoints``), where CompressAI's own loader puts it."""
+        from torch.hub import get_dir
+
+        from harness.datasets import default_data_dir
+
+        name = url.rsplit("/", 1)[-1]
+        for folder in (default_data_dir() / "weights" / "compressai",
+                       Path(get_dir()) / "checkpoints"):
+            if (folder / name).is_file():
+                return folder / name
+        return None
+
     def published_url(self, quality: Quality) -> str:
         from compressai.zoo.image import model_urls
 
@@ -510,7 +571,7 @@ class CompressAIZoo(LearnedCodec):
         url = self.published_url(quality)
         name = url.rsplit("/", 1)[-1]
         cache = default_data_dir() / "weights" / "compressai"
-        path = cache / name
+        path = self._cached_weights(url) or cache / name
         prefix = name.rsplit("-", 1)[-1].split(".")[0]
         if not path.is_file():
             try:
@@ -522,9 +583,10 @@ class CompressAIZoo(LearnedCodec):
                     f" file there, or register a local copy with `harness checkpoints add"
                     f" {self.name} --quality {quality:g} --path FILE`") from exc
         if not sha256_of(path).startswith(prefix):
-            path.unlink()
-            raise CheckpointError(f"{name}: sha256 does not start with {prefix} as its name"
-                                  " says; the file was removed, download it again")
+            if path.parent == cache:  # never remove a file from torch hub's cache
+                path.unlink()
+            raise CheckpointError(f"{path}: sha256 does not start with {prefix} as its name"
+                                  " says; remove the file and download it again")
         return path
 
     def layout_hint(self, state_dict: dict) -> str:
