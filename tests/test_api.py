@@ -250,3 +250,17 @@ def test_a_text_file_given_as_a_checkpoint_is_called_what_it_is(tmp_path):
     assert "is not a PyTorch checkpoint: it is neither a zip archive nor a pickle" in str(
         refused.value)
     assert "pickled Python objects" not in str(refused.value)
+
+
+def test_codecs_says_which_files_of_a_model_of_your_own_are_missing(tmp_path):
+    here = tmp_path / "q1.pth"
+    here.write_bytes(b"PK\x03\x04")  # listing never reads the files
+    (tmp_path / "mine.toml").write_text(
+        'codec = "mine"\narchitecture = "bmshj2018-factorized"\n\n'
+        f'[[checkpoints]]\nquality = 1\npath = "{here}"\nsha256 = "00"\n\n'
+        f'[[checkpoints]]\nquality = 2\npath = "{tmp_path / "gone.pth"}"\nsha256 = "00"\n')
+    done = run_cli("codecs", env={"HARNESS_CHECKPOINTS": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    mine = done.stdout.split("\nmine ", 1)[1]
+    assert "model mine has no file for checkpoint 2 here (`harness models show mine`" in mine
+    assert "checkpoint 1 " not in mine and "harness checkpoints add" not in mine
