@@ -135,6 +135,7 @@ def test_codecs_lists_without_importing_torch_and_names_missing_weights(tmp_path
 
 
 def test_zoo_weights_in_torch_hubs_cache_are_found(tmp_path, monkeypatch):
+    from harness.checkpoints import CheckpointError
     from harness.codecs.learned import ZOO_CODECS
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -148,6 +149,9 @@ def test_zoo_weights_in_torch_hubs_cache_are_found(tmp_path, monkeypatch):
     hub.write_bytes(b"as CompressAI's loader left it")
     assert codec.missing_weights(1, check=True) is None
     assert codec._cached_weights(url) == hub
+    with pytest.raises(CheckpointError, match="sha256 does not start with"):
+        codec.weights_path(1)  # found there, and its content checked against its name
+    assert hub.is_file()  # torch hub's cache is left as it was
 
 
 # --- Dask: two runs on one cluster -----------------------------------------------------------
