@@ -88,6 +88,21 @@ class OwnModel:
         verify_entry(entry, self.name, again=f"`harness models add {self.name} --replace`")
         return Path(entry.path)
 
+    def missing_weights(self, quality, check: bool = False) -> str | None:
+        from harness.codecs.learned import LearnedCodec
+
+        return LearnedCodec.missing_weights(self, quality)  # the files only, never a download
+
+    def quality_notes(self, check: bool = False) -> list[str]:
+        from harness.codecs.learned import LearnedCodec
+
+        return LearnedCodec.quality_notes(self, check)
+
+    def _no_weights_message(self, quality) -> str:
+        return (f"model {self.name} has no file for checkpoint {quality:g} here (`harness"
+                f" models show {self.name}` lists its files; register them again with"
+                f" `harness models add {self.name} --replace ...`)")
+
 
 def architectures() -> dict[str, type]:
     """Learned codec classes a model can be built on, by their codec name."""

@@ -135,6 +135,7 @@ def test_codecs_lists_without_importing_torch_and_names_missing_weights(tmp_path
 
 
 def test_zoo_weights_in_torch_hubs_cache_are_found(tmp_path, monkeypatch):
+    from harness.checkpoints import CheckpointError
     from harness.codecs.learned import ZOO_CODECS
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -148,6 +149,9 @@ def test_zoo_weights_in_torch_hubs_cache_are_found(tmp_path, monkeypatch):
     hub.write_bytes(b"as CompressAI's loader left it")
     assert codec.missing_weights(1, check=True) is None
     assert codec._cached_weights(url) == hub
+    with pytest.raises(CheckpointError, match="sha256 does not start with"):
+        codec.weights_path(1)  # found there, and its content checked against its name
+    assert hub.is_file()  # torch hub's cache is left as it was
 
 
 # --- Dask: two runs on one cluster -----------------------------------------------------------
@@ -250,3 +254,17 @@ def test_a_text_file_given_as_a_checkpoint_is_called_what_it_is(tmp_path):
     assert "is not a PyTorch checkpoint: it is neither a torch.save zip archive nor a" \
         " pickle" in str(refused.value)
     assert "pickled Python objects" not in str(refused.value)
+
+
+def test_codecs_says_which_files_of_a_model_of_your_own_are_missing(tmp_path):
+    here = tmp_path / "q1.pth"
+    here.write_bytes(b"PK\x03\x04")  # listing never reads the files
+    (tmp_path / "mine.toml").write_text(
+        'codec = "mine"\narchitecture = "bmshj2018-factorized"\n\n'
+        f'[[checkpoints]]\nquality = 1\npath = "{here}"\nsha256 = "00"\n\n'
+        f'[[checkpoints]]\nquality = 2\npath = "{tmp_path / "gone.pth"}"\nsha256 = "00"\n')
+    done = run_cli("codecs", env={"HARNESS_CHECKPOINTS": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    mine = done.stdout.split("\nmine ", 1)[1]
+    assert "model mine has no file for checkpoint 2 here (`harness models show mine`" in mine
+    assert "checkpoint 1 " not in mine and "harness checkpoints add" not in mine

@@ -583,10 +583,12 @@ class CompressAIZoo(LearnedCodec):
                     f" file there, or register a local copy with `harness checkpoints add"
                     f" {self.name} --quality {quality:g} --path FILE`") from exc
         if not sha256_of(path).startswith(prefix):
-            if path.parent == cache:  # never remove a file from torch hub's cache
-                path.unlink()
-            raise CheckpointError(f"{path}: sha256 does not start with {prefix} as its name"
-                                  " says; remove the file and download it again")
+            if path.parent != cache:  # torch hub's cache is not ours to clean
+                raise CheckpointError(f"{path}: sha256 does not start with {prefix} as its"
+                                      " name says; remove the file and run again")
+            path.unlink()
+            raise CheckpointError(f"{name}: sha256 does not start with {prefix} as its name"
+                                  " says; the file was removed, download it again")
         return path
 
     def layout_hint(self, state_dict: dict) -> str:
