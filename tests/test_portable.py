@@ -118,3 +118,20 @@ def test_transformer_codecs_thread_matrix(name, tmp_path, sample_pixels):
     matrix = cross_matrix(name, {"checkpoint": _random_checkpoint(name, tmp_path)},
                           {"tic": 3}.get(name, 1), image, THREADS)
     assert matrix.worst() is not None and matrix.worst() <= 1, format_cross(name, matrix)
+
+
+def test_portable_gate(entroformer_files, sample_pixels):
+    """The gate ``harness check --portable`` adds passes on a portable codec and names
+    the codec when a decoder fails."""
+    from harness.check import portable_gate
+    from harness.runner import CodecSpec
+
+    image = np.ascontiguousarray(sample_pixels[:64, :64])
+    good = CodecSpec("entroformer", (("checkpoint", str(entroformer_files["entroformer"])),))
+    gate = portable_gate([(good, good.create())], image)
+    assert gate.name == "portable" and gate.passed, gate.message
+    # the checkerboard model's file under the sequential codec: the encoders fail
+    bad = CodecSpec("entroformer", (("checkpoint",
+                                     str(entroformer_files["entroformer-parallel"])),))
+    gate = portable_gate([(bad, bad.create())], image)
+    assert not gate.passed and "entroformer could not encode" in gate.message
