@@ -44,18 +44,6 @@ def float_tables_bytes(net, hyper, y_hat) -> int:
     return len(encoder.flush())
 
 
-def grid_bytes(net, hyper, y_hat) -> int:
-    from compressai.ans import BufferedRansEncoder
-
-    encoder = BufferedRansEncoder()
-    with closing(net._coding_order(hyper, y_hat)) as order:
-        for row, col, params in order:
-            bases, coding = net._y_coding(params)
-            values = y_hat[0, :, row, col].int().tolist()
-            encoder.encode_with_indexes([v - b for v, b in zip(values, bases)], *coding)
-    return len(encoder.flush())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
@@ -88,7 +76,8 @@ def main() -> None:
                 y = net.encode(x * 2 - 1)
                 y_hat = ef.quantize(y)
                 hyper = net.cit_hd(ef.quantize(net.cit_he(y)))
-                old, new = float_tables_bytes(net, hyper, y_hat), grid_bytes(net, hyper, y_hat)
+                old = float_tables_bytes(net, hyper, y_hat)
+                new = len(net._y_string(hyper, y_hat))
                 total_old, total_new = total_old + old, total_new + new
                 print(f"{variant:15s} {path.name:20s} float tables {old:7d} B  grid {new:7d} B"
                       f"  {100 * (new / old - 1):+6.2f} %")

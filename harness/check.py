@@ -310,7 +310,11 @@ def portable_gate(codecs: list, image: np.ndarray) -> Gate:
 
     problems = []
     for spec, codec in codecs:
-        matrix = cross_matrix(spec.name, dict(spec.options), 1, image, default_threads())
+        try:
+            matrix = cross_matrix(spec.name, dict(spec.options), 1, image, default_threads())
+        except RuntimeError as exc:  # an encoder process failed
+            problems.append(str(exc))
+            continue
         problems += portable_failures(codec.name, matrix)
     return Gate("portable", not problems, "; ".join(problems) or
                 f"{len(codecs)} checkpoint(s), threads {default_threads()}")

@@ -86,3 +86,52 @@ def test_verify_cross_prints_the_matrix(entroformer_files):
                    "--qualities", "1", "--images", "1", "--crop", "64", "--cross")
     assert done.returncode == 0, done.stderr
     assert "enc \\ dec" in done.stdout and "failed" not in done.stdout
+
+
+def _random_checkpoint(name: str, folder) -> str:
+    """Random weights of the official layout, saved as the authors save them (the other
+    test modules' makers: a plausible entropy bottleneck, a non-zero y)."""
+    from harness.models import create
+
+    torch.manual_seed(0)
+    if name in ("stf", "wacnn", "tcm"):
+        from tests.test_models_stf import save_official, trained_like
+        net = create("tcm", N=64) if name == "tcm" else create(name)
+        return str(save_official(trained_like(net, name), folder / f"{name}.pth.tar"))
+    if name == "tic":
+        from tests.test_models_tic import save_official, trained_like
+        return str(save_official(trained_like(create("tic", revision="2022")),
+                                 folder / "tic.pth.tar"))
+    from tests.test_models_shen2023 import trained_like
+    path = folder / "shen2023.ckpt"
+    torch.save({"state_dict": trained_like(create("shen2023").eval())}, path)
+    return str(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["stf", "wacnn", "tcm", "tic", "shen2023"])
+def test_transformer_codecs_thread_matrix(name, tmp_path, sample_pixels):
+    """The other built-in learned codecs: every decoder within the synthesis rounding
+    (1 level) of the decode at the encoder's own thread count."""
+    size = 128 if name == "tic" else 64  # TIC pads to 128 anyway
+    image = np.ascontiguousarray(sample_pixels[:size, :size])
+    matrix = cross_matrix(name, {"checkpoint": _random_checkpoint(name, tmp_path)},
+                          {"tic": 3}.get(name, 1), image, THREADS)
+    assert matrix.worst() is not None and matrix.worst() <= 1, format_cross(name, matrix)
+
+
+def test_portable_gate(entroformer_files, sample_pixels):
+    """The gate ``harness check --portable`` adds passes on a portable codec and names
+    the codec when a decoder fails."""
+    from harness.check import portable_gate
+    from harness.runner import CodecSpec
+
+    image = np.ascontiguousarray(sample_pixels[:64, :64])
+    good = CodecSpec("entroformer", (("checkpoint", str(entroformer_files["entroformer"])),))
+    gate = portable_gate([(good, good.create())], image)
+    assert gate.name == "portable" and gate.passed, gate.message
+    # the checkerboard model's file under the sequential codec: the encoders fail
+    bad = CodecSpec("entroformer", (("checkpoint",
+                                     str(entroformer_files["entroformer-parallel"])),))
+    gate = portable_gate([(bad, bad.create())], image)
+    assert not gate.passed and "entroformer could not encode" in gate.message

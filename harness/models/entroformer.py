@@ -889,7 +889,7 @@ class Entroformer(nn.Module):
 
     def compress(self, x: Tensor) -> dict:
         """``{"strings": [[y], [z]], "shape": z's size}`` for an image in [0, 1]."""
-        from compressai.ans import BufferedRansEncoder, RansEncoder
+        from compressai.ans import RansEncoder
 
         if x.size(0) != 1:
             return compress_each(self.compress, x)
@@ -903,14 +903,20 @@ class Entroformer(nn.Module):
             z_hat.reshape(-1).int().tolist(),
             torch.arange(channels).repeat_interleave(z_hat[0, 0].numel()).tolist(),
             self._z_tables(), [length] * channels, [offset] * channels)
-        hyper = self.cit_hd(z_hat)
+        y_string = self._y_string(self.cit_hd(z_hat), y_hat)
+        return {"strings": [[y_string], [z_string]], "shape": z_hat.shape[2:]}
+
+    def _y_string(self, hyper: Tensor, y_hat: Tensor) -> bytes:
+        """``y_hat`` coded with the grid tables of its entropy parameters."""
+        from compressai.ans import BufferedRansEncoder
+
         encoder = BufferedRansEncoder()
         with closing(self._coding_order(hyper, y_hat)) as order:
             for row, col, params in order:
                 bases, coding = self._y_coding(params)
                 values = y_hat[0, :, row, col].int().tolist()
                 encoder.encode_with_indexes([v - b for v, b in zip(values, bases)], *coding)
-        return {"strings": [[encoder.flush()], [z_string]], "shape": z_hat.shape[2:]}
+        return encoder.flush()
 
     def decompress(self, strings: list, shape) -> dict:
         """The reconstruction (``x_hat``) from :meth:`compress`'s strings and shape."""
