@@ -82,14 +82,15 @@ def check_checkpoint_format(path: str | os.PathLike) -> None:
         return
     if head != b"PK\x03\x04":
         raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint: it is neither a torch.save zip archive"
-            f" nor a pickle (it starts with {head!r}). Save the weights with"
+            f"{path} is not a readable PyTorch checkpoint: it is neither a torch.save zip"
+            f" archive nor a pickle (it starts with {head!r}). Save the weights with"
             " torch.save(model.state_dict(), PATH)")
     try:
         with zipfile.ZipFile(path) as archive:
             records = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is a damaged zip archive ({exc})") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: a damaged zip"
+                              f" archive ({exc})") from None
     names = [r.filename for r in records]
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         raise CheckpointError(

@@ -117,7 +117,7 @@ def test_a_checkpoint_with_pickled_objects_is_refused(tmp_path):
     assert "(it contains print)" in str(error.value)
     not_torch = tmp_path / "text.pth"
     not_torch.write_text("hello")
-    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         read_state_dict(not_torch)
     plain_pickle = tmp_path / "dict.pkl"
     plain_pickle.write_bytes(pickle.dumps({"epoch": 3}))

@@ -330,7 +330,7 @@ def test_official_file_runs_from_the_command_line(official_files, tmp_path, phot
     assert len(rows) == 2 and all(r[0] == "entroformer-parallel" and r[1] > 0 for r in rows)
     refused = run_cli("checkpoints", "add", "entroformer", "--quality", "1", "--path",
                       str(tmp_path / "r.sqlite"), env=env)
-    assert refused.returncode != 0 and "cannot read it as a torch checkpoint" in refused.stderr
+    assert refused.returncode != 0 and "not a readable PyTorch checkpoint" in refused.stderr
 
 
 def test_codec_round_trip_on_a_photo(official_files, sample_pixels):
