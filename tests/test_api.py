@@ -251,8 +251,8 @@ def test_a_text_file_given_as_a_checkpoint_is_called_what_it_is(tmp_path):
     text.write_text("model weights: see the README\n")
     with pytest.raises(CheckpointError) as refused:
         read_state_dict(text)
-    assert "is not a PyTorch checkpoint: it is neither a torch.save zip archive nor a" \
-        " pickle" in str(refused.value)
+    assert "is not a readable PyTorch checkpoint: it is neither a torch.save zip" \
+        " archive nor a pickle" in str(refused.value)
     assert "pickled Python objects" not in str(refused.value)
 
 
