@@ -477,8 +477,9 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
 
     The correctness gates (strict load, decode == forward, determinism, rate gap, finite
     values, optional golden bitstreams, optional ``portable`` thread matrix) run on
-    ``gate_images`` images of the first dataset; then the new checkpoint(s) are measured (reusing the store) and compared
-    with the baseline: BD-rate for a set, PSNR and rate differences for one point.
+    ``gate_images`` images of the first dataset; then the new checkpoint(s) are
+    measured (reusing the store) and compared with the baseline: BD-rate for a set, PSNR
+    and rate differences for one point.
 
     Args:
         codec: the architecture of the checkpoints (``mbt2018``, ``stf`` ...).
