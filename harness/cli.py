@@ -80,8 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if rows and not args.no_report and not outcome.interrupted:
         with deferred_interrupts():  # importing the plotting libraries included
             from harness.report import build_report
-        report = build_report(args.store, args.report, datasets=[d.id for d in datasets],
-                              codecs=[c.name for _, c in codecs])
+        # the report of the whole store: a run adds to it, nothing measured before vanishes
+        report = build_report(args.store, args.report)
         print(f"report: {report / 'index.html'}")
     for problem in problems:
         _say(f"error: {problem}")
@@ -874,7 +874,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--follow-symlinks", action="store_true",
                      help="read links in a dataset folder that lead outside it")
     run.add_argument("--report", default=str(DEFAULT_REPORT), metavar="DIR",
-                     help=f"where the run's report goes (default: {DEFAULT_REPORT})")
+                     help="where the report of the whole store goes, re-rendered only when"
+                     f" its content changed (default: {DEFAULT_REPORT})")
     run.add_argument("--no-report", action="store_true", help="print the table only")
     run.set_defaults(handler=cmd_run)
 
