@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import harness.report as report_pkg
 from harness.curves import Curve
 from harness.errors import UsageError
 from harness.report import build_report, curves_frame
@@ -457,6 +458,17 @@ def test_unchanged_report_is_not_rendered_again(real_store, tmp_path, monkeypatc
     after = json.loads((out / "report.json").read_text())
     assert after["inputs"] != before["inputs"]
     assert "measurements: 11 " in (out / "summary.md").read_text()
+
+    # the code or published data it is made from changed: rendered again
+    source = tmp_path / "published.json"
+    source.write_text("{}")
+    monkeypatch.setattr(report_pkg, "render_sources", lambda: [source])
+    build_report(store, out, anchor="jpeg")
+    before = json.loads((out / "report.json").read_text())["inputs"]
+    source.write_text('{"new": 1}')
+    build_report(store, out, anchor="jpeg")
+    assert json.loads((out / "report.json").read_text())["inputs"] != before
+    monkeypatch.undo()
 
     # a file of the report lost: rendered again
     (out / "tables" / "bd.csv").unlink()

@@ -320,16 +320,26 @@ def inputs_hash(rows: Sequence[dict], runs: Sequence[dict], stored_curves: Seque
 
     It covers the measurements, the runs that made them (a fully cached run adds a run
     that measured nothing, so it does not count), the imported and extra curves, the
-    options, and the report code itself (a new version renders afresh).
+    options, and the code and published data it is made from (a new version renders
+    afresh).
     """
     used = {r.get("run_id") for r in rows}
     digest = hashlib.sha256()
     for part in (rows, [r for r in runs if r.get("run_id") in used], stored_curves, options,
                  [(c.dataset, c.label, c.origin, c.points.to_json()) for c in extra_curves]):
         digest.update(json.dumps(part, sort_keys=True, default=str).encode())
-    for source in sorted(Path(__file__).parent.glob("*.py")):
+    for source in render_sources():
         digest.update(source.read_bytes())
     return digest.hexdigest()
+
+
+def render_sources() -> list[Path]:
+    """The code and data a report is made from: the report package, the curves, BD and
+    means code, and the published curves (a few hundred kB, hashed in milliseconds)."""
+    package = Path(__file__).parent.parent
+    return (sorted(Path(__file__).parent.glob("*.py"))
+            + [package / name for name in ("curves.py", "bd.py", "aggregate.py")]
+            + sorted(p for p in (package / "published").rglob("*") if p.is_file()))
 
 
 def _unchanged(final: Path, inputs: str) -> bool:
