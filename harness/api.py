@@ -226,7 +226,8 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
         lenient: bool = False, timeout: float = 3600, setup_timeout: float | None = None,
         scheduler: str | None = None, progress: bool = False,
         report: str | Path | bool = True) -> RunResult:
-    """``harness run``: measure, store, and render the report; see :func:`benchmark`.
+    """``harness run``: measure, store, and render the report of the whole store; see
+    :func:`benchmark`.
 
     ``report``: the report folder, True for the folder beside the store, False for none.
     Everything that can be refused (the scheduler address, the report folder) is refused
@@ -255,8 +256,8 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
 
         with deferred_interrupts():  # importing the plotting libraries included
             from harness.report import build_report
-        result.report = build_report(store, report, datasets=[d.id for d in datasets],
-                                     codecs=[c.name for c in result.codecs])
+        # the report of the whole store: a run adds to it, nothing measured before vanishes
+        result.report = build_report(store, report)
     return result
 
 

@@ -476,8 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--follow-symlinks", action="store_true",
                      help="read links in a dataset folder that lead outside it")
     run.add_argument("--report", metavar="DIR",
-                     help=f"where the run's report goes (default: {REPORT_FOLDER}/ beside"
-                          " the store)")
+                     help="where the report of the whole store goes, re-rendered only when"
+                          f" its content changed (default: {REPORT_FOLDER}/ beside the store)")
     run.add_argument("--no-report", action="store_true", help="print the table only")
     run.set_defaults(handler=cmd_run)
 

@@ -268,7 +268,7 @@ def test_a_full_disk_while_writing_the_report_is_a_clear_error(real_store, tmp_p
 
     monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
     with pytest.raises(HarnessError, match="No space left on device.*previous report.*kept"):
-        build_report(real_store, out)
+        build_report(real_store, out, title="changed")  # changed, so it is rendered again
     assert _left_in(out.parent) == ["report"]  # nothing half-written beside it
     assert (out / "index.html").read_bytes() == before
 

@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -18,6 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import harness.report as report_pkg
 from harness.curves import Curve
 from harness.errors import UsageError
 from harness.report import build_report, curves_frame
@@ -404,6 +406,74 @@ def test_extra_curves_and_errors_in_report(real_store, tmp_path):
     assert r"my\_model" in (out / "tables" / "bd.tex").read_text()
     svg = (out / "plots" / "folder_photos_psnr.svg").read_text()
     assert "my_model" in svg
+
+
+# --- the report of the whole store, re-rendered only when its content changed -------------
+
+def test_run_adds_to_the_report_of_the_whole_store(real_store, tmp_path, photo_folder):
+    """A later `harness run` of another codec and dataset keeps what the store held, and
+    imported curves on datasets nothing was measured on are in the report too."""
+    store = tmp_path / "results.sqlite"
+    shutil.copy(real_store, store)
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"name": "my-model", "results": {
+        "bpp": [0.2, 0.4, 0.8], "psnr-rgb": [30.0, 32.5, 35.5]}}))
+    done = run_cli("import", str(mine), "--dataset", "kodak", "--store", str(store))
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "report"
+    done = run_cli("run", "--datasets", str(photo_folder), "--codecs", "jpeg", "--qualities",
+                   "50", "80", "--jobs", "1", "--store", str(store), "--report", str(out),
+                   "--no-progress")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "report.json").read_text())
+    shown = {(c["dataset"], c["name"]) for c in manifest["curves"]}
+    assert {(_photos_id(real_store), "jpeg"), (_photos_id(real_store), "webp")} <= shown
+    assert any(d == "kodak" and name.startswith("my-model") for d, name in shown)  # imported
+    assert any(d.startswith("folder:photos-") and d != _photos_id(real_store)
+               for d, name in shown if name == "jpeg")  # this run's dataset
+    assert any(origin == "published" for origin in
+               (c["origin"] for c in manifest["curves"] if c["dataset"] == "kodak"))
+
+
+def test_unchanged_report_is_not_rendered_again(real_store, tmp_path, monkeypatch):
+    store = tmp_path / "results.sqlite"
+    shutil.copy(real_store, store)
+    out = build_report(store, tmp_path / "report", anchor="jpeg")
+    page = (out / "index.html").stat()
+
+    def must_not_render(*args, **kwargs):
+        raise AssertionError("an unchanged report was rendered again")
+
+    monkeypatch.setattr(report_plots, "render_plots", must_not_render)
+    assert build_report(store, out, anchor="jpeg") == out
+    assert (out / "index.html").stat().st_mtime_ns == page.st_mtime_ns
+    monkeypatch.undo()
+
+    # a measurement fewer in the store: the report changes
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM results WHERE rowid = (SELECT MIN(rowid) FROM results)")
+    db.close()
+    before = json.loads((out / "report.json").read_text())
+    build_report(store, out, anchor="jpeg")
+    after = json.loads((out / "report.json").read_text())
+    assert after["inputs"] != before["inputs"]
+    assert "measurements: 11 " in (out / "summary.md").read_text()
+
+    # the code or published data it is made from changed: rendered again
+    source = tmp_path / "published.json"
+    source.write_text("{}")
+    monkeypatch.setattr(report_pkg, "render_sources", lambda: [source])
+    build_report(store, out, anchor="jpeg")
+    before = json.loads((out / "report.json").read_text())["inputs"]
+    source.write_text('{"new": 1}')
+    build_report(store, out, anchor="jpeg")
+    assert json.loads((out / "report.json").read_text())["inputs"] != before
+    monkeypatch.undo()
+
+    # a file of the report lost: rendered again
+    (out / "tables" / "bd.csv").unlink()
+    build_report(store, out, anchor="jpeg")
+    assert (out / "tables" / "bd.csv").is_file()
 
 
 # --- the page in a real browser ---------------------------------------------------------

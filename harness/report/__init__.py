@@ -10,6 +10,7 @@ complete one. A report folder holds ``index.html``, ``summary.md``, ``report.jso
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -24,8 +25,6 @@ import pandas as pd
 
 from harness.errors import HarnessError, UsageError
 from harness.processes import deferred_interrupts, interrupt_point, pid_alive
-from harness.report import html as _html
-from harness.report import plots as _plots
 from harness.report import runinfo as _runinfo
 from harness.report import tables as _tables
 
@@ -200,10 +199,20 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         with ResultsStore(store_file, readonly=True) as store:
             rows = store.rows(datasets=datasets, codecs=codecs)
             runs = store.runs()
+            stored = store.curves()
+            extra = list(extra_curves)
+            options = dict(datasets=datasets, codecs=codecs, anchor=anchor, method=method,
+                           include_published=include_published, title=title,
+                           aggregate=aggregate, rate=rate, mixed_conventions=mixed_conventions,
+                           min_overlap=min_overlap, min_spacing=min_spacing)
+            inputs = inputs_hash(rows, runs, stored, extra, options)
+            if _unchanged(final, inputs):
+                return final  # nothing the report shows has changed: keep it as it is
             curves = list(_curves.measured_curves(store, datasets=datasets, codecs=codecs,
                                                   aggregate=aggregate, rate=rate))
-            wanted = list(datasets) if datasets else sorted({c.dataset for c in curves})
-            extra = list(extra_curves)
+            # the whole store by default: the datasets measured and those only imported
+            wanted = list(datasets) if datasets else sorted(
+                {c.dataset for c in curves} | {c["dataset"] for c in stored})
             chosen = None if include_published is True else list(include_published or ())
             if wanted and (include_published is True or chosen):
                 curves += [c for c in _curves.published_curves(wanted, names=chosen)
@@ -220,6 +229,9 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         raise UsageError(f"{store_file} holds nothing to report"
                          + (" for the datasets / codecs asked for" if datasets or codecs else ""))
     report_datasets = sorted({c.dataset for c in curves} | set(frame["dataset"].dropna()))
+
+    from harness.report import html as _html  # matplotlib: only when rendering
+    from harness.report import plots as _plots
 
     with stage("bd"):
         guards = {k: v for k, v in (("min_overlap", min_overlap), ("min_spacing", min_spacing))
@@ -273,6 +285,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
             (tmp / "index.html").write_text(page, encoding="utf-8")
             manifest = {
                 "kind": REPORT_KIND, "title": title, "generated": generated,
+                "inputs": inputs,
                 "store": str(store_file.absolute()), "datasets": report_datasets,
                 "anchors": anchors, "method": method, "conventions": conventions,
                 "curves": [{"name": c.label, "dataset": c.dataset, "origin": c.origin,
@@ -301,6 +314,44 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
     return final
 
 
+def inputs_hash(rows: Sequence[dict], runs: Sequence[dict], stored_curves: Sequence[dict],
+                extra_curves: Sequence, options: dict) -> str:
+    """A content hash of everything a report shows, to skip re-rendering an unchanged one.
+
+    It covers the measurements, the runs that made them (a fully cached run adds a run
+    that measured nothing, so it does not count), the imported and extra curves, the
+    options, and the code and published data it is made from (a new version renders
+    afresh).
+    """
+    used = {r.get("run_id") for r in rows}
+    digest = hashlib.sha256()
+    for part in (rows, [r for r in runs if r.get("run_id") in used], stored_curves, options,
+                 [(c.dataset, c.label, c.origin, c.points.to_json()) for c in extra_curves]):
+        digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    for source in render_sources():
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def render_sources() -> list[Path]:
+    """The code and data a report is made from: the report package, the curves, BD and
+    means code, and the published curves (a few hundred kB, hashed in milliseconds)."""
+    package = Path(__file__).parent.parent
+    return (sorted(Path(__file__).parent.glob("*.py"))
+            + [package / name for name in ("curves.py", "bd.py", "aggregate.py")]
+            + sorted(p for p in (package / "published").rglob("*") if p.is_file()))
+
+
+def _unchanged(final: Path, inputs: str) -> bool:
+    """Whether the complete report at ``final`` was rendered from these very inputs."""
+    try:
+        manifest = json.loads((final / REPORT_MARKER).read_text(encoding="utf-8"))
+        return (manifest.get("inputs") == inputs
+                and all((final / name).is_file() for name in manifest.get("files", [])))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+
+
 def _json_rows(frame: pd.DataFrame) -> list[dict]:
     """Table rows for JSON: NaN and inf become null (with the reason code beside them)."""
     from harness.check import _plain
@@ -309,6 +360,8 @@ def _json_rows(frame: pd.DataFrame) -> list[dict]:
 
 
 def _left_out_notes(plots: Sequence) -> list[str]:
+    from harness.report import plots as _plots
+
     notes = []
     for plot in plots:
         if plot.left_out:
