@@ -41,7 +41,10 @@ def checkpoints(tmp_path_factory):
 def test_every_zoo_architecture_decodes_from_bytes_in_a_fresh_process(architecture,
                                                                       checkpoints):
     done = run_cli("verify", architecture, "--checkpoint", str(checkpoints[architecture]),
-                   "--images", "1", "--crop", "64", "--tolerance-db", "30")
+                   "--images", "1", "--crop", "64", "--tolerance-db", "30",
+                   # on a 64x64 crop the coder's few bytes of flush per string are
+                   # 10-16 % of the rate; this test is about decoding, not the gap
+                   "--max-rate-gap", "100")
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(x for x in done.stdout.splitlines() if x.strip().startswith("1 "))
     assert " ok " in line and line.count("True") == 2  # same bytes, fresh process

@@ -160,7 +160,9 @@ def test_decompress_reproduces_forward_exactly(codec):
 
 def test_fresh_process_decodes_the_bytes(checkpoint):
     done = run_cli("verify", "shen2023", "--checkpoint", str(checkpoint), "--images", "1",
-                   "--crop", "64", "--tolerance-db", "30", timeout=600)
+                   "--crop", "64", "--tolerance-db", "30",
+                   "--max-rate-gap", "100",  # a random model's estimate is far off
+                   timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(x for x in done.stdout.splitlines() if x.strip().startswith("1 "))
     assert " ok " in line and line.count("True") == 2
