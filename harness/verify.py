@@ -154,11 +154,29 @@ def format_checks(checks: list[QualityCheck]) -> str:
 
 # --- the thread matrix (``harness verify --cross``) -------------------------------------------
 
+# The decoder records every symbol that CompressAI's rANS decoder returns (all learned
+# codecs entropy-decode through it), so the matrix compares the entropy-decoded latents
+# themselves, not only the images the synthesis transform makes of them.
 _CROSS_WORKER = """
-import json, sys, numpy as np, torch
+import hashlib, json, sys, numpy as np, torch
 threads, name, options, quality, phase = (int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]),
                                           float(sys.argv[4]), sys.argv[5])
 torch.set_num_threads(threads)
+import compressai.ans
+symbols = hashlib.sha256()
+
+class RecordingDecoder(compressai.ans.RansDecoder):
+    def decode_with_indexes(self, *args):
+        out = super().decode_with_indexes(*args)
+        symbols.update(json.dumps(out).encode())
+        return out
+
+    def decode_stream(self, *args):
+        out = super().decode_stream(*args)
+        symbols.update(json.dumps(out).encode())
+        return out
+
+compressai.ans.RansDecoder = RecordingDecoder
 from harness.registry import create_codec
 codec = create_codec(name, **options)
 if phase == "encode":
@@ -166,7 +184,9 @@ if phase == "encode":
     open(target, "wb").write(codec.encode(np.load(source), quality))
 else:
     for source in sys.argv[6:]:
+        symbols = hashlib.sha256()
         np.save(source + f".dec{threads}.npy", codec.decode(open(source, "rb").read()))
+        open(source + f".sym{threads}", "w").write(symbols.hexdigest())
 """
 
 
@@ -177,10 +197,18 @@ class CrossMatrix:
     ``max_error[(e, d)]``: the largest pixel difference between the image decoded with
     ``d`` threads from the bytes of the ``e``-thread encoder and the one decoded with
     ``e`` threads (the encoder's own setting); None where the decoder failed.
+    ``latents[(e, d)]``: a digest of every symbol that decoder's rANS decoder returned
+    (the entropy-decoded latents); None where the decoder failed.
     """
     threads: list[int]
     same_bytes: bool = True
     max_error: dict[tuple[int, int], int | None] = field(default_factory=dict)
+    latents: dict[tuple[int, int], str | None] = field(default_factory=dict)
+
+    def latents_differ(self) -> list[tuple[int, int]]:
+        """The (encoder, decoder) pairs whose latents are not the encoder's own setting's."""
+        return [(e, d) for (e, d), digest in self.latents.items()
+                if digest is None or digest != self.latents[(e, e)]]
 
     def worst(self) -> int | None:
         """The largest error of the matrix (None when a decode failed)."""
@@ -219,12 +247,17 @@ def cross_matrix(name: str, options: dict, quality, image: np.ndarray,
             path = Path(f"{streams[e]}.dec{d}.npy")
             return np.load(path).astype(np.int16) if path.is_file() else None
 
+        def latents(e: int, d: int) -> str | None:
+            path = Path(f"{streams[e]}.sym{d}")
+            return path.read_text() if path.is_file() else None
+
         for e in threads:
             own = decoded(e, e)
             for d in threads:
                 other = decoded(e, d)
                 matrix.max_error[(e, d)] = (None if own is None or other is None else
                                             int(np.abs(other - own).max()))
+                matrix.latents[(e, d)] = latents(e, d)
     return matrix
 
 
@@ -238,6 +271,9 @@ def format_cross(name: str, matrix: CrossMatrix) -> str:
         cells = ("failed" if matrix.max_error[(e, d)] is None else str(matrix.max_error[(e, d)])
                  for d in matrix.threads)
         lines.append(f"{e:9d}  " + "".join(f"{c:>8s}" for c in cells))
+    differ = [f"{e}->{d}" for e, d in matrix.latents_differ()]
+    lines.append("entropy-decoded latents: " + (f"DIFFERENT ({', '.join(differ)})" if differ
+                                                 else "identical across decoders"))
     return "\n".join(lines)
 
 
@@ -258,6 +294,9 @@ def portable_failures(name: str, matrix: CrossMatrix) -> list[str]:
     worst = matrix.worst()
     if worst is None:
         return [f"{name}: a decoder failed on another thread count's bytes"]
+    if matrix.latents_differ():
+        return [f"{name}: the entropy decoder returned other latents on another thread"
+                " count's bytes"]
     if worst > PORTABLE_MAX_ERROR:
         return [f"{name}: decoded images differ by up to {worst} levels across thread"
                 f" counts (at most {PORTABLE_MAX_ERROR} allowed)"]

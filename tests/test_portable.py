@@ -34,6 +34,7 @@ def test_entroformer_thread_matrix(name, entroformer_files, sample_pixels):
     matrix = cross_matrix(name, {"checkpoint": str(entroformer_files[name])}, 1, image,
                           THREADS)
     assert matrix.worst() == 0, format_cross(name, matrix)
+    assert not matrix.latents_differ() and len(matrix.latents) == 4, format_cross(name, matrix)
 
 
 @pytest.mark.parametrize("na", ["unidirectional", "bidirectional"])
@@ -71,12 +72,32 @@ def test_zoo_thread_matrix(tmp_path, sample_pixels):
 
     torch.manual_seed(0)
     model = mbt2018_mean(quality=1, pretrained=False).eval()
+    with torch.no_grad():  # random weights give y all zeros: nothing to compare
+        model.g_a[-1].weight.mul_(30)
+        model.h_a[-1].weight.mul_(30)
     model.update(force=True)
     checkpoint = tmp_path / "random.pth"
     torch.save(model.state_dict(), checkpoint)
     image = np.ascontiguousarray(sample_pixels[:64, :64])
     matrix = cross_matrix("mbt2018-mean", {"checkpoint": str(checkpoint)}, 1, image, THREADS)
     assert matrix.worst() is not None and matrix.worst() <= 1, format_cross("zoo", matrix)
+    assert not matrix.latents_differ(), format_cross("zoo", matrix)
+    # the digests are of the decoded symbols: another image's differ
+    other = cross_matrix("mbt2018-mean", {"checkpoint": str(checkpoint)}, 1,
+                         np.ascontiguousarray(sample_pixels[64:128, 64:128]), [1])
+    assert None not in (other.latents[(1, 1)], matrix.latents[(1, 1)])
+    assert other.latents[(1, 1)] != matrix.latents[(1, 1)]
+
+
+def test_latents_that_differ_fail_portability_whatever_the_pixels():
+    """Equal pixels do not hide an entropy decode that went another way."""
+    from harness.verify import CrossMatrix, portable_failures
+
+    matrix = CrossMatrix([1, 2], max_error={(1, 1): 0, (1, 2): 0, (2, 1): 0, (2, 2): 0},
+                         latents={(1, 1): "a", (1, 2): "b", (2, 1): "c", (2, 2): "c"})
+    assert matrix.latents_differ() == [(1, 2)]
+    assert "other latents" in portable_failures("x", matrix)[0]
+    assert "DIFFERENT (1->2)" in format_cross("x", matrix)
 
 
 def test_verify_cross_prints_the_matrix(entroformer_files):
@@ -86,6 +107,7 @@ def test_verify_cross_prints_the_matrix(entroformer_files):
                    "--qualities", "1", "--images", "1", "--crop", "64", "--cross")
     assert done.returncode == 0, done.stderr
     assert "enc \\ dec" in done.stdout and "failed" not in done.stdout
+    assert "latents: identical across decoders" in done.stdout
 
 
 def _random_checkpoint(name: str, folder) -> str:
@@ -118,6 +140,7 @@ def test_transformer_codecs_thread_matrix(name, tmp_path, sample_pixels):
     matrix = cross_matrix(name, {"checkpoint": _random_checkpoint(name, tmp_path)},
                           {"tic": 3}.get(name, 1), image, THREADS)
     assert matrix.worst() is not None and matrix.worst() <= 1, format_cross(name, matrix)
+    assert not matrix.latents_differ(), format_cross(name, matrix)
 
 
 def test_portable_gate(entroformer_files, sample_pixels):
