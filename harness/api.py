@@ -382,7 +382,8 @@ def file_curves(items, rate: str | None = None) -> list:
 def bd_table(curves: Sequence | None = None, anchor: str | None = None,
              metrics: Sequence[str] = ("psnr", "ms-ssim"), method: str = "pchip", *,
              mixed_conventions: bool = False, min_overlap: float | None = None,
-             min_spacing: float | None = None, **curve_options):
+             min_spacing: float | None = None, ci: bool = False, resamples: int = 1000,
+             seed: int = 0, **curve_options):
     """BD-rate (%) and BD quality (dB) of every curve against an anchor, per dataset.
 
     Args:
@@ -393,11 +394,15 @@ def bd_table(curves: Sequence | None = None, anchor: str | None = None,
         method: the interpolation, ``pchip``, ``akima`` or ``cubic``.
         mixed_conventions: allow curves made by different aggregate / rate rules.
         min_overlap, min_spacing: the BD guards (default: :mod:`harness.bd`'s).
+        ci: add a bootstrap 95 % interval over images of each BD-rate (``ci_low``,
+            ``ci_high``, ``ci_reason``; measured curves only, see
+            :mod:`harness.uncertainty`), from ``resamples`` resamples seeded with ``seed``.
 
     Returns:
         A DataFrame, one row per dataset, metric and codec: ``bd_rate``, ``bd_quality``,
         ``points``, ``reason`` (why a value is NaN) and ``warning``; its
-        ``attrs["conventions"]`` says how the curves were made.
+        ``attrs["conventions"]`` says how the curves were made (``attrs["ci"]`` how the
+        intervals were).
     """
     from harness import bd
     from harness.curves import bd_table as compute
@@ -415,10 +420,16 @@ def bd_table(curves: Sequence | None = None, anchor: str | None = None,
                          " --published")
     require_anchor(anchor, curves)
     conventions = check_conventions(curves, mixed_conventions)
-    table = compute(curves, anchor=anchor, metrics=metrics, method=method,
-                    min_overlap=bd.MIN_OVERLAP if min_overlap is None else min_overlap,
-                    min_spacing=bd.MIN_RATE_SPACING if min_spacing is None else min_spacing)
+    guards = dict(min_overlap=bd.MIN_OVERLAP if min_overlap is None else min_overlap,
+                  min_spacing=bd.MIN_RATE_SPACING if min_spacing is None else min_spacing)
+    table = compute(curves, anchor=anchor, metrics=metrics, method=method, **guards)
     table.attrs["conventions"] = conventions
+    if ci:
+        from harness.uncertainty import add_intervals
+
+        if resamples < 1:
+            raise UsageError("--resamples must be at least 1")
+        table = add_intervals(table, curves, method, resamples, seed, **guards)
     return table
 
 

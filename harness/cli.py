@@ -159,8 +159,11 @@ def cmd_bd(args: argparse.Namespace) -> int:
                          min_overlap=args.min_overlap, min_spacing=args.min_spacing,
                          store=args.store, datasets=args.datasets, codecs=args.codecs,
                          files=args.files or (), published=args.published,
-                         aggregate=args.aggregate, rate=args.rate)
+                         aggregate=args.aggregate, rate=args.rate, ci=args.ci,
+                         resamples=args.resamples, seed=args.seed)
     conventions = table.attrs["conventions"]
+    if args.ci:
+        conventions += "\n" + table.attrs["ci"]
     if table.empty:
         _say("no comparison could be made (one curve per dataset?)")
         return EXIT_FAILED
@@ -171,7 +174,8 @@ def cmd_bd(args: argparse.Namespace) -> int:
 
         from harness.check import _plain
 
-        print(json.dumps({"conventions": conventions, "rows": _plain(
+        print(json.dumps({"conventions": table.attrs["conventions"],
+                          "interval": table.attrs.get("ci"), "rows": _plain(
             table.to_dict(orient="records"))}, indent=2, allow_nan=False))
     else:
         print(_format_bd_text(table) + f"\n\n{conventions}")
@@ -184,10 +188,18 @@ def _format_bd_text(table) -> str:
         quality = "BD-PSNR dB" if metric == "psnr" else "BD-MS-SSIM dB"
         lines = [f"{dataset} / {metric}: BD against {group['anchor'].iloc[0]}"
                  f" ({group['method'].iloc[0]})",
-                 f"  {'codec':40s} {'BD-rate %':>10s} {quality:>14s}  points  reason"]
+                 f"  {'codec':40s} {'BD-rate %':>10s} {quality:>14s}  points"
+                 + ("  95 % interval   " if "ci_low" in group else "") + "  reason"]
         for row in group.itertuples(index=False):
+            interval = ""
+            if "ci_low" in group:
+                from harness.uncertainty import spans_zero
+
+                interval = (f"  [{row.ci_low:6.2f}, {row.ci_high:6.2f}]"
+                            + ("~" if spans_zero(row.ci_low, row.ci_high) else " ")
+                            if math.isfinite(row.ci_low) else f"  {row.ci_reason:17s}")
             lines.append(f"  {row.codec:40s} {row.bd_rate:10.2f} {row.bd_quality:14.3f}"
-                         f"  {row.points:6d}  {row.reason}".rstrip())
+                         f"  {row.points:6d}{interval}  {row.reason}".rstrip())
             if row.warning:
                 lines.append(f"    note: {row.warning}")
         blocks.append("\n".join(lines))
@@ -517,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--metrics", nargs="+", default=["psnr", "ms-ssim"],
                     choices=["psnr", "ms-ssim"])
     bd.add_argument("--format", default="text", choices=["text", "csv", "json"])
+    bd.add_argument("--ci", action="store_true",
+                    help="a 95 %% bootstrap interval over images for each BD-rate of measured"
+                         " curves (ci_low, ci_high); '~' marks one that spans 0")
+    bd.add_argument("--resamples", type=int, default=1000, metavar="N",
+                    help="bootstrap resamples of --ci (default 1000)")
+    bd.add_argument("--seed", type=int, default=0, help="seed of --ci's resampling (default 0)")
     _add_convention_options(bd)
     bd.set_defaults(handler=cmd_bd)
 

@@ -78,6 +78,9 @@ class Curve:
     aggregate: str = DEFAULT_AGGREGATE
     rate: str = DEFAULT_RATE
     label: str = ""  # identity in tables and legends; default from name and origin
+    # measured curves: one row per image and quality (image_hash, quality, bpp, psnr,
+    # ms_ssim, ms_ssim_db; bpp in the curve's rate), for per-image BD and intervals
+    per_image: pd.DataFrame | None = None
 
     def __post_init__(self):
         if not self.label:
@@ -176,6 +179,7 @@ def measured_curves(store, datasets: Sequence[str] | None = None,
         warnings.warn(HarnessWarning(
             f"{names}: {len(unknown)} point(s) have no {rate} size (measured before it was"
             " stored) and are left out; measure again, or pass --rate file"), stacklevel=2)
+    per_image = _per_image_rows(rows, rate)
     curves = []
     for (dataset, codec, fingerprint), group in summary.groupby(
             ["dataset", "codec", "codec_fingerprint"], sort=True):
@@ -188,8 +192,23 @@ def measured_curves(store, datasets: Sequence[str] | None = None,
             name, dataset, "measured",
             group[POINT_COLUMNS].sort_values("bpp", kind="stable").reset_index(drop=True),
             description=f"{codec} measured on {images} images (fingerprint {fingerprint})",
-            source=str(store.path), aggregate=aggregate, rate=rate))
+            source=str(store.path), aggregate=aggregate, rate=rate,
+            per_image=per_image.get((dataset, codec, fingerprint))))
     return curves
+
+
+def _per_image_rows(rows: Sequence[dict], rate: str) -> dict[tuple, pd.DataFrame]:
+    """The error-free rows per (dataset, codec, fingerprint), ``bpp`` in ``rate``."""
+    if not rows:
+        return {}
+    frame = pd.DataFrame.from_records(rows)
+    frame = frame[frame["error"].isna()].copy()
+    if rate == "payload":  # as summarize counts it; ``bpp`` is already the file's
+        frame["bpp"] = (8.0 * frame["payload_bytes"].astype(float)
+                        / (frame["width"] * frame["height"]))
+    columns = ["image_hash", "quality", "bpp", "psnr", "ms_ssim", "ms_ssim_db"]
+    return {key: group[columns].reset_index(drop=True)
+            for key, group in frame.groupby(["dataset", "codec", "codec_fingerprint"])}
 
 
 # --- published --------------------------------------------------------------------------

@@ -1,0 +1,155 @@
+"""How much a BD-rate depends on the images it was measured on.
+
+Two views, both from the per-image rows of measured curves (published and imported
+curves have only their means, so they get NaN with the reason ``no-per-image-data``):
+
+- per-image BD-rates: each image's own curve (its bpp and quality at every quality
+  setting) against the anchor's curve on the same image;
+- a bootstrap interval: the images common to the curve and its anchor are resampled
+  with replacement ``resamples`` times (seeded, so the interval is reproducible); each
+  resample's per-quality means are taken with the curves' aggregation convention
+  (harness/aggregate.py) and its BD-rate computed with the same method and guards as
+  the table's. The interval is the central ``level`` share of those BD-rates
+  (percentiles); resamples the guards refuse (a non-monotone mean curve, say) are left
+  out and counted.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness import bd
+from harness.curves import Curve, find_curve
+
+RESAMPLES = 1000
+SEED = 0
+LEVEL = 0.95
+#: least share of resamples that must give a BD-rate for an interval to be stated
+MIN_VALID_SHARE = 0.5
+
+
+def describe(resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL) -> str:
+    """The line every output with intervals carries."""
+    return (f"interval: {100 * level:g} % bootstrap over images ({resamples} resamples,"
+            f" seed {seed}); '~' marks an interval that spans 0")
+
+
+def _images(curve: Curve, metric: str) -> pd.DataFrame | None:
+    """Images x qualities of ``curve``: rate and the value the metric averages, with
+    only images measured at every quality with finite values (None: no rows)."""
+    if curve.per_image is None or curve.per_image.empty:
+        return None
+    value = "psnr" if metric == "psnr" else (
+        "ms_ssim" if curve.aggregate == "mean-linear" else "ms_ssim_db")
+    rows = curve.per_image[["image_hash", "quality", "bpp", value]].astype(
+        {"bpp": float, value: float}).rename(columns={value: "value"})
+    rows = rows[np.isfinite(rows["bpp"]) & np.isfinite(rows["value"]) & (rows["bpp"] > 0)]
+    table = rows.pivot_table(index="image_hash", columns="quality", values=["bpp", "value"],
+                             aggfunc="mean")
+    return table.dropna()
+
+
+def _quality(curve: Curve, metric: str, means: np.ndarray) -> np.ndarray:
+    """The curve's quality axis from means of the averaged value."""
+    if metric == "ms-ssim" and curve.aggregate == "mean-linear":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -10 * np.log10(1 - means)
+    return means
+
+
+def _bd_or_nan(anchor_rd, test_rd, method: str, guards: dict) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bd.BDWarning)
+        try:
+            return bd.bd_rate(*anchor_rd, *test_rd, method=method, **guards)
+        except bd.BDInputError:
+            return math.nan
+
+
+def bootstrap_interval(curve: Curve, anchor: Curve, metric: str, method: str = "pchip",
+                       resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL,
+                       **guards) -> tuple[float, float, str]:
+    """(low, high, reason) of the BD-rate of ``curve`` against ``anchor``; the reason is
+    empty when the interval is stated, else why it is NaN."""
+    test, reference = _images(curve, metric), _images(anchor, metric)
+    if test is None or reference is None:
+        return math.nan, math.nan, "no-per-image-data"
+    common = test.index.intersection(reference.index)
+    if len(common) < 2:
+        return math.nan, math.nan, "too-few-common-images"
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(common), size=(resamples, len(common)))
+    weights = np.stack([np.bincount(p, minlength=len(common)) for p in picks]) / len(common)
+
+    def means(table: pd.DataFrame, which: Curve):
+        rows = table.loc[common]
+        return (weights @ rows["bpp"].to_numpy(),
+                _quality(which, metric, weights @ rows["value"].to_numpy()))
+
+    (test_rate, test_quality), (anchor_rate, anchor_quality) = means(test, curve), means(
+        reference, anchor)
+    values = np.array([_bd_or_nan((anchor_rate[b], anchor_quality[b]),
+                                  (test_rate[b], test_quality[b]), method, guards)
+                       for b in range(resamples)])
+    valid = values[np.isfinite(values)]
+    if len(valid) < MIN_VALID_SHARE * resamples:
+        return math.nan, math.nan, "bootstrap-refused"
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(valid, [tail, 100 - tail])
+    return float(low), float(high), ""
+
+
+def add_intervals(table: pd.DataFrame, curves: Sequence[Curve], method: str = "pchip",
+                  resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL,
+                  **guards) -> pd.DataFrame:
+    """``table`` (from :func:`harness.curves.bd_table`) with ``ci_low``, ``ci_high`` and
+    ``ci_reason`` for every row that has a BD-rate."""
+    out = table.copy()
+    low, high, reasons = [], [], []
+    for row in table.itertuples(index=False):
+        curve = find_curve(row.codec, row.dataset, curves)
+        anchor = find_curve(row.anchor, row.dataset, curves) if row.anchor else None
+        if curve is None or anchor is None or not math.isfinite(row.bd_rate):
+            interval = (math.nan, math.nan, "no-bd-rate")
+        else:
+            interval = bootstrap_interval(curve, anchor, row.metric, method, resamples, seed,
+                                          level, **guards)
+        low.append(interval[0])
+        high.append(interval[1])
+        reasons.append(interval[2])
+    out["ci_low"], out["ci_high"], out["ci_reason"] = low, high, reasons
+    out.attrs = dict(table.attrs, ci=describe(resamples, seed, level))
+    return out
+
+
+def spans_zero(low: float, high: float) -> bool:
+    return math.isfinite(low) and math.isfinite(high) and low <= 0 <= high
+
+
+def per_image_bd(curves: Sequence[Curve], anchor: str, metric: str = "psnr",
+                 method: str = "pchip", **guards) -> pd.DataFrame:
+    """One BD-rate per image and measured curve: the image's own curve against the
+    anchor's on that image (NaN where the guards refuse it)."""
+    rows = []
+    for curve in curves:
+        reference = find_curve(anchor, curve.dataset, curves)
+        if reference is None or curve is reference:
+            continue
+        test, base = _images(curve, metric), _images(reference, metric)
+        if test is None or base is None:
+            continue
+        for image in test.index.intersection(base.index):
+            test_rd = (test.loc[image, "bpp"].to_numpy(),
+                       _quality(curve, metric, test.loc[image, "value"].to_numpy()))
+            base_rd = (base.loc[image, "bpp"].to_numpy(),
+                       _quality(reference, metric, base.loc[image, "value"].to_numpy()))
+            rows.append({"dataset": curve.dataset, "codec": curve.label,
+                         "anchor": reference.label, "metric": metric, "image_hash": image,
+                         "bd_rate": _bd_or_nan(base_rd, test_rd, method, guards)})
+    return pd.DataFrame(rows, columns=["dataset", "codec", "anchor", "metric", "image_hash",
+                                       "bd_rate"])

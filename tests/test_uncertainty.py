@@ -1,0 +1,89 @@
+"""Per-image BD-rates and bootstrap intervals over images (harness/uncertainty.py)."""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from harness import api
+from harness.curves import published_curve
+from harness.uncertainty import bootstrap_interval, per_image_bd, spans_zero
+from tests.conftest import run_cli
+
+QUALITIES = ["20", "40", "60", "80"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """jpeg and webp measured on the four sample photos (a real store)."""
+    path = tmp_path_factory.mktemp("ci") / "results.sqlite"
+    done = run_cli("run", "--codecs", "jpeg", "webp", "--qualities", *QUALITIES,
+                   "--datasets", "sample", "--store", str(path), "--jobs", "1",
+                   "--no-progress", "--no-report")
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def _curves(store):
+    found = {c.name: c for c in api.curves(store)}
+    return found["jpeg"], found["webp"]
+
+
+def test_the_interval_holds_the_estimate_and_is_reproducible(store):
+    table = api.bd_table(store=store, anchor="jpeg", ci=True, resamples=400, seed=3)
+    assert list(table["codec"]) == ["webp", "webp"]
+    for row in table.itertuples():
+        assert row.ci_reason == ""
+        assert row.ci_low < row.bd_rate < row.ci_high, row
+        assert row.ci_high - row.ci_low > 0.5  # four images: far from certain
+    again = api.bd_table(store=store, anchor="jpeg", ci=True, resamples=400, seed=3)
+    pd.testing.assert_frame_equal(table, again)
+    # four images have few distinct resamples: with 400 the extremes of two seeds agree
+    few = [api.bd_table(store=store, anchor="jpeg", ci=True, resamples=30, seed=seed)
+           for seed in (3, 4)]
+    assert not few[0]["ci_low"].equals(few[1]["ci_low"])
+    assert "400 resamples, seed 3" in table.attrs["ci"]
+
+
+def test_a_codec_against_itself_is_zero_in_every_resample(store):
+    jpeg, _ = _curves(store)
+    twin = replace(jpeg, label="jpeg again")
+    low, high, reason = bootstrap_interval(twin, jpeg, "ms-ssim", resamples=200)
+    assert (low, high, reason) == (pytest.approx(0, abs=1e-9), pytest.approx(0, abs=1e-9), "")
+    assert spans_zero(low, high)
+
+
+def test_curves_without_per_image_rows_get_no_interval(store):
+    _, webp = _curves(store)
+    anchor = published_curve("jpeg", "kodak")
+    assert anchor is not None
+    assert bootstrap_interval(webp, anchor, "psnr")[2] == "no-per-image-data"
+    assert math.isnan(bootstrap_interval(webp, anchor, "psnr")[0])
+
+
+def test_per_image_bd_rates(store):
+    jpeg, webp = _curves(store)
+    table = per_image_bd([jpeg, webp], "jpeg", "psnr")
+    assert len(table) == 4 and table["image_hash"].is_unique
+    assert table["bd_rate"].notna().sum() >= 3
+    # each image's own BD-rate is webp's saving on that image: same sign as the mean's
+    overall = api.bd_table([jpeg, webp], anchor="jpeg", metrics=["psnr"])["bd_rate"].iloc[0]
+    assert overall < 0 and (table["bd_rate"].dropna() < 0).all()
+
+
+def test_bd_ci_on_the_command_line(store):
+    done = run_cli("bd", "--store", str(store), "--anchor", "jpeg", "--ci", "--resamples",
+                   "200", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(io.StringIO(done.stdout))
+    assert {"ci_low", "ci_high", "ci_reason"} <= set(table.columns)
+    assert (table["ci_low"] < table["bd_rate"]).all()
+    text = run_cli("bd", "--store", str(store), "--anchor", "jpeg", "--ci", "--resamples",
+                   "200")
+    assert "95 % interval" in text.stdout and "200 resamples, seed 0" in text.stdout
+    bad = run_cli("bd", "--store", str(store), "--ci", "--resamples", "0")
+    assert bad.returncode == 2 and "--resamples" in bad.stderr
