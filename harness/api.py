@@ -727,3 +727,23 @@ def _points(rows: list[dict], fingerprints: set[str], metric: str, aggregate: st
     summary = summarize([r for r in rows if r["codec_fingerprint"] in fingerprints], aggregate)
     summary = summary[summary["images"] > 0].sort_values(RATE_COLUMN[rate])
     return summary[RATE_COLUMN[rate]].to_numpy(), summary[METRIC_COLUMN[metric]].to_numpy()
+
+
+# --- complexity ------------------------------------------------------------------------------
+
+def profile(codec: str, size: tuple[int, int] = (512, 768), *, device: str = "cpu",
+            checkpoint: str | None = None, quality: float | None = None, runs: int = 3,
+            threads: int = 1, memory: bool = True):
+    """The complexity profile of a learned codec at ``size`` (height, width).
+
+    Without ``checkpoint`` the network is built in its released layout with random
+    weights (complexity is the architecture's). Returns a
+    :class:`harness.profile.Profile`: parameters in total and per part, kMAC per pixel
+    of the forward pass, of encoding and of decoding, median encode / decode seconds
+    over ``runs`` calls after a warm-up, and peak memory of each (``memory=False``
+    skips the two fresh processes that measure it).
+    """
+    from harness.profile import profile as measure
+
+    return measure(codec, *size, device=device, checkpoint=checkpoint, quality=quality,
+                   runs=runs, threads=threads, memory=memory)

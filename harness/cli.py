@@ -352,6 +352,29 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from harness import api
+    from harness.profile import format_text
+
+    result = api.profile(args.codec, args.size, device=args.device or "cpu",
+                         checkpoint=args.checkpoint, quality=args.quality, runs=args.runs,
+                         threads=args.threads, memory=not args.no_memory)
+    print(json.dumps(result.as_dict(), indent=2) if args.format == "json"
+          else format_text(result))
+    return EXIT_OK
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    height, sep, width = text.lower().partition("x")
+    try:
+        size = (int(height), int(width))
+    except ValueError:
+        size = (0, 0)
+    if not sep or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give HEIGHTxWIDTH, e.g. 512x768")
+    return size
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from harness.api import prepare_codecs
     from harness.codecs.learned import LearnedCodec
@@ -690,6 +713,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="load the entries of the checkpoint that fit and report every"
                           " skipped one (codecs that allow it)")
     verify.set_defaults(handler=cmd_verify)
+
+    prof = commands.add_parser(
+        "profile", epilog=EPILOG, help="complexity of a learned codec: parameters, kMAC/pixel,"
+                                       " time, memory",
+        description="Parameters (total and per part), kMAC per pixel of the forward pass, of"
+                    " encoding and of decoding, median encode / decode time and peak memory of"
+                    " a learned codec at one input size. Without --checkpoint the network is"
+                    " built in its released layout with random weights.")
+    prof.add_argument("codec")
+    prof.add_argument("--size", type=_parse_size, default=(512, 768), metavar="HxW",
+                      help="input size (default 512x768, Kodak's)")
+    prof.add_argument("--device", metavar="DEVICE", help="cpu (default) or cuda")
+    prof.add_argument("--checkpoint", metavar="PATH")
+    prof.add_argument("--quality", type=_parse_quality, metavar="Q",
+                      help="quality point of the released layout (default: the first)")
+    prof.add_argument("--runs", type=int, default=3, help="timed calls (default 3)")
+    prof.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    prof.add_argument("--no-memory", action="store_true",
+                      help="skip the two fresh processes that measure peak memory")
+    prof.add_argument("--format", default="text", choices=["text", "json"])
+    prof.set_defaults(handler=cmd_profile)
 
     imp = commands.add_parser("import", help="read CompressAI-style results JSON into the store")
     imp.add_argument("files", nargs="*", metavar="FILE")

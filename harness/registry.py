@@ -113,6 +113,13 @@ def create_codec(name: str, **options) -> Codec:
 
 @cache
 def _create_codec(name: str, options: tuple) -> Codec:
+    return new_codec(name, **dict(options))
+
+
+def new_codec(name: str, **options) -> Codec:
+    """A new instance of codec ``name``, shared with no one (``create_codec`` gives the
+    process's shared one): for changes that must not reach other users, e.g. random
+    weights for a complexity profile."""
     entries = codec_entries()
     entry = entries.get(name)
     if entry is None:
@@ -124,7 +131,7 @@ def _create_codec(name: str, options: tuple) -> Codec:
         )
     try:
         factory = _load_target(entry.target)
-        codec = factory(**dict(options))
+        codec = factory(**options)
     except Exception as exc:  # a broken plugin must not take the harness down
         fix = (f"Fix the model's manifest, or add it again (harness models add {name}"
                " --replace ...)" if entry.kind == "model" else "Reinstall or fix that package")

@@ -348,8 +348,6 @@ class LearnedCodec(Codec):
         """The network of ``quality``, loaded strictly, CDFs ready, in eval mode."""
         key = float(quality)
         if key not in self._models:
-            import torch
-
             path = self.weights_path(quality)
             state_dict = self.read_weights(path)
             net = self.build(state_dict, quality)
@@ -360,13 +358,34 @@ class LearnedCodec(Codec):
                 self.notes.append(f"{path.name}: entropy-model CDF tables were absent and"
                                   " have been rebuilt with update()")
                 print(f"note: {self.notes[-1]}", file=sys.stderr)
-            # everything the coder gets comes out of a top-level module (g_a, h_s, ...)
-            for name, child in net.named_children():
-                child.register_forward_hook(_require_finite_output(name))
-            net = net.eval().to(self.device)
-            torch.set_grad_enabled(False)
-            self._models[key] = net
+            self._models[key] = self._ready(net)
         return self._models[key]
+
+    def _ready(self, net):
+        """``net`` on the device, in eval mode, its modules' outputs checked for NaN."""
+        import torch
+
+        # everything the coder gets comes out of a top-level module (g_a, h_s, ...)
+        for name, child in net.named_children():
+            child.register_forward_hook(_require_finite_output(name))
+        torch.set_grad_enabled(False)
+        return net.eval().to(self.device)
+
+    def random_network(self, quality: Quality):
+        """The network of ``quality`` in its released layout, randomly initialised
+        (complexity is the architecture's: profiles need no weights)."""
+        raise NotImplementedError(f"{self.name} has no released layout to build")
+
+    def use_random_weights(self, quality: Quality) -> None:
+        """Code ``quality`` with :meth:`random_network` instead of loading weights: the
+        same weights in every process (seeded), so one process decodes another's bytes."""
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = self.random_network(quality)
+        net.update(force=True)
+        self._models[float(quality)] = self._ready(net)
 
     def load_weights(self, net, state_dict: dict, path: Path) -> None:
         """Load ``state_dict`` into ``net``: strictly, a mismatch refused with its diff."""
@@ -509,6 +528,11 @@ class CompressAIZoo(LearnedCodec):
             raise CheckpointMismatch(
                 f"this checkpoint has no {exc.args[0]} key, which every {self.architecture}"
                 f" has. {self.layout_hint(state_dict)}") from exc
+
+    def random_network(self, quality: Quality):
+        from compressai.zoo.image import cfgs, model_architectures
+
+        return model_architectures[self.architecture](*cfgs[self.architecture][int(quality)])
 
     def weights_path(self, quality: Quality) -> Path:
         if self.checkpoint is not None:

@@ -121,6 +121,11 @@ class EntroformerSequential(LearnedCodec):
                                      f" run it as codec {other[1]}")
         return create("entroformer", na=self.na)
 
+    def random_network(self, quality: Quality):
+        from harness.models import create
+
+        return create("entroformer", na=self.na)
+
     def layout_hint(self, state_dict: dict) -> str:
         from harness.models import describe_layout
 

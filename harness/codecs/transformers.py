@@ -64,6 +64,13 @@ class ReleasedTransformerCodec(LearnedCodec):
             print(f"note: {self.name}: {note}", file=sys.stderr)
         return net
 
+    def random_network(self, quality: Quality):
+        from harness.models import create
+
+        manifest = released_checkpoints(self.released)
+        entry = manifest.entry(quality) if manifest else None
+        return create(self.network, **(entry.config if entry else {}))
+
     def _check_released_config(self, config: dict, state_dict: dict, quality: Quality) -> None:
         """Refuse a manifest file whose widths are not those of the released model.
 
