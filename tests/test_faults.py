@@ -227,11 +227,16 @@ def test_ctrl_c_during_a_render_is_held_until_the_stage_ends(real_store, tmp_pat
 
     monkeypatch.setattr(report_plots, "render_plots", interrupted_while_drawing)
     out = tmp_path / "reports" / "report"
-    with pytest.raises(KeyboardInterrupt):
-        build_report(real_store, out)
+    # a process started in the background by a shell ignores SIGINT; Ctrl-C is Python's here
+    started_with = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            build_report(real_store, out)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, started_with)
     assert finished == [True]  # the stage ran to its end; the interrupt came after it
     assert _left_in(out.parent) == []  # no report, no half-written folder
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_ctrl_c_during_report_rendering_exits_130_without_a_traceback(real_store,  # noqa: F811
