@@ -360,9 +360,11 @@ def curves(store=DEFAULT_STORE, datasets: Sequence[str] | None = None,
             from harness.errors import did_you_mean
 
             known = {c.dataset for c in found}
-            say(f"warning: no curve on {', '.join(missing)}."
-                f"{did_you_mean(missing[0], known)} Datasets with curves:"
-                f" {', '.join(sorted(known))}")
+            message = (f"no curve on {', '.join(missing)}.{did_you_mean(missing[0], known)}"
+                       f" Datasets with curves: {', '.join(sorted(known))}")
+            if len(missing) == len(datasets):
+                raise UsageError(message)  # none of the datasets asked for: nothing to do
+            say(f"warning: {message}")
         found = [c for c in found if c.dataset in datasets]
     return unique_labels(found)
 

@@ -145,6 +145,14 @@ def test_bd_command_mixes_published_and_files(tmp_path):
 def test_bd_command_without_curves_is_a_usage_error(tmp_path):
     done = run_cli("bd", cwd=tmp_path)
     assert done.returncode == 2 and "no curves to compare" in done.stderr
+    # curves exist, but on none of the datasets asked for: say which datasets have some
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"name": "mine", "results": {
+        "bpp": [0.2, 0.4, 0.8], "psnr-rgb": [29.0, 32.0, 35.0]}}))
+    unknown = run_cli("bd", "--files", f"kodak={mine}", "--datasets", "kodakk", cwd=tmp_path)
+    assert unknown.returncode == 2, unknown.stderr
+    assert unknown.stderr.startswith("error: no curve on kodakk. Did you mean kodak?")
+    assert "no curves to compare" not in unknown.stderr  # one message, the one that helps
 
 
 # --- one convention everywhere: the identical-data case -----------------------------------
