@@ -8,7 +8,7 @@ Workload: one real photo (the sample set's coffee.png, Lanczos-resized to 768x51
    YUV file, N times each:
    - native: the host's x265 (`apt-get install x265`), one process per encode;
    - worker: one call per encode into the running worker container, through its job
-     loop (what the adapters do, harness/containers.py);
+     loop (what the adapters do, harness/containers/workers.py);
    - exec: one `docker exec` per encode into the same running container;
    - batched: one call running 5 encodes in a shell loop (the codec's own time in the
      container, with no per-call cost).

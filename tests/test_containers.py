@@ -98,7 +98,8 @@ def test_unknown_recipe_is_a_usage_error():
 def test_no_recipes_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv(containers.RECIPES_ENV, str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(containers, "__file__", str(tmp_path / "x" / "containers.py"))
+    monkeypatch.setattr(containers.recipe, "__file__",
+                        str(tmp_path / "x" / "containers" / "recipe.py"))
     with pytest.raises(containers.ContainerError, match="no codec recipes found"):
         containers.recipes_dir()
 
@@ -121,7 +122,7 @@ def test_source_needs_exactly_one_recipe():
     with pytest.raises(UsageError, match="exactly one"):
         containers.cmd_build(args)
     with pytest.raises(UsageError, match="KEY=VALUE"):
-        containers._parse_build_args(["novalue"])
+        containers.cli._parse_build_args(["novalue"])
 
 
 def test_engine_unreachable_is_one_clear_message(monkeypatch):

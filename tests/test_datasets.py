@@ -12,19 +12,22 @@ import pooch
 import pytest
 from PIL import Image
 
-from harness import datasets
 from harness.datasets import (
     ChecksumMismatch,
     Dataset,
     ImageRef,
+    archives,
     default_data_dir,
     describe,
+    download,
     list_manifests,
     load_manifest,
+    manifests,
     resolve_dataset,
 )
 from harness.errors import DatasetUnavailable, HarnessError, UsageError
 from harness.images import load_image
+from tests.conftest import REPO
 
 
 def png_bytes(seed: int, size=(6, 5)) -> bytes:
@@ -61,7 +64,7 @@ def no_network(monkeypatch):
 
 
 def use_manifests(monkeypatch, *paths: Path) -> None:
-    monkeypatch.setattr(datasets, "_manifest_paths", lambda: list(paths))
+    monkeypatch.setattr(manifests, "_manifest_paths", lambda: list(paths))
 
 
 # --------------------------------------------------------------------------- manifests
@@ -106,7 +109,7 @@ def test_clic_and_tecnick_archives():
 
 
 def test_manifests_found_through_importlib_resources(monkeypatch):
-    source = Path(datasets.__file__).resolve().parent.parent / "datasets"
+    source = REPO / "datasets"
     calls = []
 
     def fake_files(name):
@@ -114,7 +117,7 @@ def test_manifests_found_through_importlib_resources(monkeypatch):
         return source
 
     monkeypatch.setattr(importlib.resources, "files", fake_files)
-    names = [p.name for p in datasets._manifest_paths()]
+    names = [p.name for p in manifests._manifest_paths()]
     assert calls == ["harness._manifests"]
     assert "kodak.toml" in names and len(names) == 5
 
@@ -124,7 +127,7 @@ def test_manifests_fall_back_to_the_source_tree(monkeypatch):
         raise ModuleNotFoundError(f"No module named {name!r}")
 
     monkeypatch.setattr(importlib.resources, "files", missing)
-    names = [p.name for p in datasets._manifest_paths()]
+    names = [p.name for p in manifests._manifest_paths()]
     assert names == sorted(
         ["clic.toml", "kodak.toml", "sample.toml", "tecnick.toml", "tecnick-100.toml"]
     )
@@ -283,7 +286,7 @@ def test_files_dataset_downloads_verifies_and_pins(tmp_path, data_dir, monkeypat
     def no_hashing(path):
         raise AssertionError(f"re-hashed {path}")
 
-    monkeypatch.setattr(datasets, "_sha256_file", no_hashing)
+    monkeypatch.setattr(download, "_sha256_file", no_hashing)
     again = resolve_dataset(str(manifest), data_dir=data_dir, download=False)
     assert again.images == ds.images
     monkeypatch.undo()
@@ -426,7 +429,7 @@ def test_zip_archive_extracts_only_matching_members(tmp_path, data_dir, monkeypa
     assert (data_dir / "_archives" / "set.zip").is_file()
     assert not ds.notes
 
-    monkeypatch.setattr(datasets, "_sha256_file", lambda p: pytest.fail(f"re-hashed {p}"))
+    monkeypatch.setattr(download, "_sha256_file", lambda p: pytest.fail(f"re-hashed {p}"))
     assert resolve_dataset(str(manifest), data_dir=data_dir, download=False).images == ds.images
 
 
@@ -593,10 +596,10 @@ def test_default_data_dir(monkeypatch, tmp_path):
 
 
 def test_glob_semantics():
-    rx = datasets._glob_regex("**/img_*_{x}.png".replace("{x}", "C00C00"))
+    rx = archives._glob_regex("**/img_*_{x}.png".replace("{x}", "C00C00"))
     assert rx.match("img_1_C00C00.png") and rx.match("a/b/img_1_C00C00.png")
     assert not rx.match("a/img_1_T01R01.png")
-    rx = datasets._glob_regex("set/*.png")
+    rx = archives._glob_regex("set/*.png")
     assert rx.match("set/a.png") and not rx.match("set/sub/a.png") and not rx.match("a.png")
 
 
@@ -631,11 +634,11 @@ def test_a_member_above_the_size_cap_is_refused_while_streaming(tmp_path, data_d
 
 def test_a_member_whose_header_lies_is_capped_while_streaming(tmp_path, monkeypatch):
     archive = _tar_of(tmp_path / "liar.tar.bz2", {"set/bomb.png": b"\0" * 4096})
-    member = datasets._Member("set/bomb.png", "file", lambda: tarfile.open(archive).extractfile(
+    member = archives._Member("set/bomb.png", "file", lambda: tarfile.open(archive).extractfile(
         "set/bomb.png"), size=10)  # the header claims 10 bytes
     monkeypatch.setenv("HARNESS_MAX_IMAGE_BYTES", "1000")
     with pytest.raises(HarnessError, match="larger than the 1000-byte limit"):
-        datasets._write_member(member, tmp_path / "bomb.png", archive)
+        archives._write_member(member, tmp_path / "bomb.png", archive)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["liar.tar.bz2"]
 
 

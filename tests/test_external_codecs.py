@@ -231,7 +231,7 @@ def test_availability_without_docker(name, tmp_path, monkeypatch):
         raise containers.EngineUnavailable("the Docker engine is not reachable at "
                                            "unix:///var/run/docker.sock (test)")
 
-    monkeypatch.setattr(containers, "docker_client", no_engine)
+    monkeypatch.setattr(containers.engine, "docker_client", no_engine)
     codec = CLASSES[name]()
     assert codec.mode == "docker"
     available = codec.availability()
