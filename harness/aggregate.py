@@ -58,20 +58,28 @@ def _finite_mean(values: pd.Series) -> float:
     return math.inf if (values == math.inf).any() else math.nan
 
 
-def summarize(rows: Sequence[dict], aggregate: str = DEFAULT_AGGREGATE) -> pd.DataFrame:
-    """One line per codec, fingerprint, dataset and quality, sorted by rate.
-
-    ``bpp`` is the whole-file rate and ``payload_bpp`` the payload's; ``ms_ssim_db``
-    follows ``aggregate`` (see the module's conventions).
-    """
-    columns = GROUP + ["images", "errors", "lossless"] + MEASURES
-    if not rows:
-        return pd.DataFrame(columns=columns)
+def measurements(rows: Sequence[dict]) -> pd.DataFrame:
+    """The store's rows as a table with both rates: ``bpp`` (whole file) and
+    ``payload_bpp`` (the coded payload alone, as CompressAI counts it: header left out)."""
     frame = pd.DataFrame.from_records(rows)
-    # the rate of the coded payload alone, as CompressAI counts it (header left out)
     payload = frame["payload_bytes"].astype(float) if "payload_bytes" in frame else math.nan
     frame["payload_bpp"] = 8.0 * payload / (frame["width"] * frame["height"])
     frame[MEASURES] = frame[MEASURES].astype(float)
+    return frame
+
+
+def summarize(rows: Sequence[dict] | pd.DataFrame,
+              aggregate: str = DEFAULT_AGGREGATE) -> pd.DataFrame:
+    """One line per codec, fingerprint, dataset and quality, sorted by rate.
+
+    ``rows``: the store's rows, or :func:`measurements` of them. ``bpp`` is the
+    whole-file rate and ``payload_bpp`` the payload's; ``ms_ssim_db`` follows
+    ``aggregate`` (see the module's conventions).
+    """
+    columns = GROUP + ["images", "errors", "lossless"] + MEASURES
+    if len(rows) == 0:
+        return pd.DataFrame(columns=columns)
+    frame = rows if isinstance(rows, pd.DataFrame) else measurements(rows)
     ok = frame[frame["error"].isna()]
     lines = []
     for key, group in frame.groupby(GROUP, sort=True):

@@ -46,6 +46,7 @@ from harness.aggregate import (
     RATE_COLUMN,
     check_convention,
     convention_text,
+    measurements,
     summarize,
 )
 from harness.errors import UsageError, did_you_mean
@@ -168,7 +169,8 @@ def measured_curves(store, datasets: Sequence[str] | None = None,
         if row["codec"] not in latest or run > latest[row["codec"]][0]:
             latest[row["codec"]] = (run, row["codec_fingerprint"])
     check_convention(aggregate, rate)
-    summary = summarize(rows, aggregate)
+    frame = measurements(rows) if rows else None
+    summary = summarize(rows if frame is None else frame, aggregate)
     summary["bpp_file"], summary["bpp_payload"] = summary["bpp"], summary["payload_bpp"]
     summary["bpp"] = summary[RATE_COLUMN[rate]]
     unknown = summary[(summary["images"] > 0) & summary["bpp"].isna()]
@@ -179,7 +181,7 @@ def measured_curves(store, datasets: Sequence[str] | None = None,
         warnings.warn(HarnessWarning(
             f"{names}: {len(unknown)} point(s) have no {rate} size (measured before it was"
             " stored) and are left out; measure again, or pass --rate file"), stacklevel=2)
-    per_image = _per_image_rows(rows, rate)
+    per_image = {} if frame is None else _per_image_rows(frame, rate)
     curves = []
     for (dataset, codec, fingerprint), group in summary.groupby(
             ["dataset", "codec", "codec_fingerprint"], sort=True):
@@ -197,15 +199,11 @@ def measured_curves(store, datasets: Sequence[str] | None = None,
     return curves
 
 
-def _per_image_rows(rows: Sequence[dict], rate: str) -> dict[tuple, pd.DataFrame]:
-    """The error-free rows per (dataset, codec, fingerprint), ``bpp`` in ``rate``."""
-    if not rows:
-        return {}
-    frame = pd.DataFrame.from_records(rows)
+def _per_image_rows(frame: pd.DataFrame, rate: str) -> dict[tuple, pd.DataFrame]:
+    """The error-free rows of :func:`measurements` per (dataset, codec, fingerprint),
+    ``bpp`` in ``rate``."""
     frame = frame[frame["error"].isna()].copy()
-    if rate == "payload":  # as summarize counts it; ``bpp`` is already the file's
-        frame["bpp"] = (8.0 * frame["payload_bytes"].astype(float)
-                        / (frame["width"] * frame["height"]))
+    frame["bpp"] = frame[RATE_COLUMN[rate]]
     columns = ["image_hash", "quality", "bpp", "psnr", "ms_ssim", "ms_ssim_db"]
     return {key: group[columns].reset_index(drop=True)
             for key, group in frame.groupby(["dataset", "codec", "codec_fingerprint"])}
