@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.metrics import bits_per_pixel
+
 PARTS = ("analysis", "synthesis", "hyperprior", "context model / entropy parameters")
 _ANALYSIS = ("g_a", "patch_embed", "layers", "encode")
 _SYNTHESIS = ("g_s", "syn_layers", "end_conv", "decode")
@@ -102,25 +104,26 @@ def _network_and_codec(name: str, quality: float | None, checkpoint: str | None,
 
 
 def test_image(height: int, width: int) -> np.ndarray:
-    """A real photograph (the shipped sample's coffee.png) resized to the size asked."""
+    """A real photograph (the embedded sample set's coffee.png) resized to the size asked."""
     from PIL import Image
 
-    path = Path(__file__).resolve().parent.parent / "datasets" / "sample" / "coffee.png"
-    if not path.is_file():  # installed without the sample set: a smooth synthetic image
-        y, x = np.mgrid[0:height, 0:width]
-        return np.stack([(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)),
-                         ((x + y) * 127 // max(width + height - 2, 1))], -1).astype(np.uint8)
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB").resize((width, height), Image.BICUBIC))
+    from harness.datasets import resolve_dataset
+    from harness.images import load_image
+
+    sample = resolve_dataset("sample")
+    coffee = next(ref for ref in sample.images if ref.image_id.startswith("coffee"))
+    pixels = load_image(coffee.path).pixels
+    return np.asarray(Image.fromarray(pixels).resize((width, height), Image.BICUBIC))
 
 
-def _macs(call) -> float:
+def _macs(call):
+    """(multiply-accumulates of ``call``, what it returned)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter:
-        call()
-    return counter.get_total_flops() / 2
+        result = call()
+    return counter.get_total_flops() / 2, result
 
 
 def _rss_bytes() -> int:
@@ -208,15 +211,14 @@ def profile(name: str, height: int = 512, width: int = 768, device: str = "cpu",
     x = codec.to_tensor(image)
     pixels = height * width
     with torch.inference_mode():
-        result.kmac_per_pixel["forward"] = _macs(lambda: net(x)) / pixels / 1e3
-        coded = net.compress(x)
-        result.kmac_per_pixel["encode"] = _macs(lambda: net.compress(x)) / pixels / 1e3
-        result.kmac_per_pixel["decode"] = _macs(
-            lambda: net.decompress(coded["strings"], coded["shape"])) / pixels / 1e3
+        macs = {"forward": _macs(lambda: net(x))[0]}
+        macs["encode"], coded = _macs(lambda: net.compress(x))
+        macs["decode"] = _macs(lambda: net.decompress(coded["strings"], coded["shape"]))[0]
+    result.kmac_per_pixel = {phase: value / pixels / 1e3 for phase, value in macs.items()}
 
     data = codec.encode(image, quality)  # the warm-up
     codec.decode(data)
-    result.bpp = 8 * len(data) / pixels
+    result.bpp = bits_per_pixel(len(data), height, width)
     for phase, call in (("encode", lambda: codec.encode(image, quality)),
                         ("decode", lambda: codec.decode(data))):
         times = []
