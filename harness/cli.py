@@ -183,6 +183,8 @@ def cmd_bd(args: argparse.Namespace) -> int:
 
 
 def _format_bd_text(table) -> str:
+    from harness.uncertainty import spans_zero
+
     blocks = []
     for (dataset, metric), group in table.groupby(["dataset", "metric"], sort=False):
         quality = "BD-PSNR dB" if metric == "psnr" else "BD-MS-SSIM dB"
@@ -193,8 +195,6 @@ def _format_bd_text(table) -> str:
         for row in group.itertuples(index=False):
             interval = ""
             if "ci_low" in group:
-                from harness.uncertainty import spans_zero
-
                 interval = (f"  [{row.ci_low:6.2f}, {row.ci_high:6.2f}]"
                             + ("~" if spans_zero(row.ci_low, row.ci_high) else " ")
                             if math.isfinite(row.ci_low) else f"  {row.ci_reason:17s}")
