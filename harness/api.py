@@ -429,8 +429,8 @@ def bd_table(curves: Sequence | None = None, anchor: str | None = None,
     if ci:
         from harness.uncertainty import add_intervals
 
-        if resamples < 1:
-            raise UsageError("--resamples must be at least 1")
+        if resamples < 1 or seed < 0:
+            raise UsageError("--resamples must be at least 1 and --seed at least 0")
         table = add_intervals(table, curves, method, resamples, seed, **guards)
     return table
 

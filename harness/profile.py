@@ -95,6 +95,10 @@ def _network_and_codec(name: str, quality: float | None, checkpoint: str | None,
     options = {"device": device} | ({"checkpoint": checkpoint} if checkpoint else {})
     codec = new_codec(name, **options)  # random weights must not reach the shared one
     quality = codec.qualities[0] if quality is None else quality
+    try:
+        codec.check_quality(quality)
+    except ValueError as exc:
+        raise UsageError(f"--quality: {exc}") from None
     if checkpoint is None:
         try:
             codec.use_random_weights(quality)

@@ -100,6 +100,10 @@ def test_profile_on_the_command_line(tmp_path):
         assert refused.returncode == 2 and "HEIGHTxWIDTH" in refused.stderr
     classical = run_cli("profile", "jpeg")
     assert classical.returncode == 2 and "not a learned codec" in classical.stderr
+    for bad in (("--runs", "0"), ("--threads", "0"), ("--quality", "99")):
+        refused = run_cli("profile", "bmshj2018-hyperprior", "--size", "32x32", *bad)
+        assert refused.returncode == 2, refused.stderr
+        assert "Traceback" not in refused.stderr and bad[0] in refused.stderr
 
 
 def test_profile_of_a_checkpoint_names_it(tmp_path):

@@ -85,5 +85,7 @@ def test_bd_ci_on_the_command_line(store):
     text = run_cli("bd", "--store", str(store), "--anchor", "jpeg", "--ci", "--resamples",
                    "200")
     assert "95 % interval" in text.stdout and "200 resamples, seed 0" in text.stdout
-    bad = run_cli("bd", "--store", str(store), "--ci", "--resamples", "0")
-    assert bad.returncode == 2 and "--resamples" in bad.stderr
+    for bad_option in (("--resamples", "0"), ("--seed", "-1")):
+        bad = run_cli("bd", "--store", str(store), "--ci", *bad_option)
+        assert bad.returncode == 2 and bad_option[0] in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
