@@ -443,7 +443,8 @@ def report(store=DEFAULT_STORE, out=None, *, datasets: Sequence[str] | None = No
            files: Sequence[str] = (), title: str = "Benchmark report",
            aggregate: str | None = None, rate: str | None = None,
            mixed_conventions: bool = False, min_overlap: float | None = None,
-           min_spacing: float | None = None) -> Path:
+           min_spacing: float | None = None, gallery_images: Sequence[str] = (),
+           gallery_bpp: float = 0.5, gallery_crop: int = 256) -> Path:
     """Render the report of a store: RD plots, tables and one ``index.html``.
 
     Args:
@@ -457,6 +458,10 @@ def report(store=DEFAULT_STORE, out=None, *, datasets: Sequence[str] | None = No
         files: more curves from CompressAI-style results JSON (``[DATASET=]FILE``).
         title: the page title.
         aggregate, rate, mixed_conventions, min_overlap, min_spacing: as :func:`bd_table`.
+        gallery_images, gallery_bpp, gallery_crop: the gallery of kept reconstructions
+            (``run --save recon``): these images (``IMAGE`` or ``DATASET/IMAGE``; default
+            the first two of each dataset), each codec at its quality nearest this bpp,
+            crops of this side.
 
     Returns:
         The report folder; open ``index.html`` in it.
@@ -466,13 +471,15 @@ def report(store=DEFAULT_STORE, out=None, *, datasets: Sequence[str] | None = No
 
     with deferred_interrupts():  # importing the plotting libraries included
         from harness.report import build_report
+        from harness.report.gallery import GalleryOptions
+    gallery = GalleryOptions(tuple(gallery_images or ()), gallery_bpp, gallery_crop)
     aggregate, rate = aggregate or DEFAULT_AGGREGATE, rate or DEFAULT_RATE
     return build_report(store, out or default_report(store), datasets=_dataset_ids(datasets),
                         codecs=codecs, anchor=anchor, method=method,
                         include_published=published, extra_curves=file_curves(files, rate),
                         title=title, aggregate=aggregate, rate=rate,
                         mixed_conventions=mixed_conventions, min_overlap=min_overlap,
-                        min_spacing=min_spacing)
+                        min_spacing=min_spacing, gallery=gallery)
 
 
 # --- check -------------------------------------------------------------------------------------

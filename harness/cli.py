@@ -249,7 +249,9 @@ def cmd_report(args: argparse.Namespace) -> int:
                         anchor=args.anchor, method=args.method, published=published,
                         files=args.files or (), title=args.title, aggregate=args.aggregate,
                         rate=args.rate, mixed_conventions=args.mixed_conventions,
-                        min_overlap=args.min_overlap, min_spacing=args.min_spacing)
+                        min_overlap=args.min_overlap, min_spacing=args.min_spacing,
+                        gallery_images=args.gallery_images, gallery_bpp=args.gallery_bpp,
+                        gallery_crop=args.gallery_crop)
     print(report / "index.html")
     return EXIT_OK
 
@@ -625,6 +627,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--files", nargs="+", metavar="[DATASET=]FILE",
                      help="more curves from CompressAI-style results JSON")
     rep.add_argument("--title", default="Benchmark report")
+    rep.add_argument("--gallery-images", nargs="+", metavar="[DATASET/]IMAGE",
+                     help="images of the gallery of kept reconstructions (run --save recon);"
+                          " default: the first two of each dataset")
+    rep.add_argument("--gallery-bpp", type=float, default=0.5, metavar="BPP",
+                     help="the gallery shows each codec at its quality nearest this rate"
+                          " (default 0.5)")
+    rep.add_argument("--gallery-crop", type=int, default=256, metavar="N",
+                     help="side of the gallery's crops in pixels (default 256)")
     _add_convention_options(rep)
     rep.set_defaults(handler=cmd_report)
 
