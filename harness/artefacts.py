@@ -107,8 +107,9 @@ class ArtefactFolder:
         """Write ``data`` under its hash (atomically) unless it is there; return the hash."""
         sha256 = hashlib.sha256(data).hexdigest()
         final = self.path(sha256, kind)
-        if final.is_file():
-            return sha256
+        with contextlib.suppress(OSError):
+            if final.stat().st_size == len(data):  # kept already (a damaged one is replaced)
+                return sha256
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir=self.folder)

@@ -306,3 +306,48 @@ def test_no_row_is_written_before_its_files(saved, tmp_path):
     assert "cannot write a saved recon" in done.stderr and "Traceback" not in done.stderr
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
+
+
+PROBE = """<script>
+window.addEventListener("load", function () {
+  var box = document.querySelector("#gallery .gimage"), out = [];
+  document.querySelectorAll("#gallery img").forEach(function (img) {
+    out.push(img.complete && img.naturalWidth > 0 ? "ok" : "broken " + img.src);
+  });
+  box.querySelectorAll(".tiles figure")[1].click();
+  var slider = box.querySelector(".swipe input");
+  slider.value = 20;
+  slider.dispatchEvent(new Event("input"));
+  out.push(box.querySelector(".swipe .over img").getAttribute("src"));
+  out.push(box.querySelector(".swipe .over").style.clipPath);
+  out.push(box.querySelector(".swipe-name").textContent);
+  document.body.setAttribute("data-probe", JSON.stringify(out));
+});
+</script></body>"""
+
+
+def test_gallery_page_works_in_headless_chromium(saved, tmp_path):
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
+                    if shutil.which(n)), None)
+    if browser is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed, but CI must run the browser check")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    out = tmp_path / "report"
+    assert run_cli("report", "--store", str(saved), "--out", str(out)).returncode == 0
+    probe = out / "probe.html"  # the page with a script that uses it, beside it
+    probe.write_text((out / "index.html").read_text().replace("</body>", PROBE))
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+         "--virtual-time-budget=5000", f"--user-data-dir={tmp_path / 'profile'}",
+         probe.as_uri()], capture_output=True, text=True, timeout=120)
+    assert 'data-gallery-ready="1"' in done.stdout, done.stderr[-2000:]
+    found = re.search(r'data-probe="([^"]*)"', done.stdout)
+    assert found, done.stderr[-2000:]
+    result = json.loads(found.group(1).replace("&quot;", '"'))
+    gallery = json.loads((out / "report.json").read_text())["gallery"]
+    images = sum(1 + len(g["tiles"]) + 1 for g in gallery)  # original, swipe copy, tiles
+    assert result[:-3] == ["ok"] * images
+    second = gallery[0]["tiles"][1]
+    assert result[-3] == second["file"] and result[-2] == "inset(0px 0px 0px 20%)"
+    assert result[-1].startswith(f"{second['codec']} q={second['quality']:g}")
