@@ -215,9 +215,7 @@ class ResultsStore:
         """
         if _kind(self.db) == "foreign":  # looked at before any write
             raise StoreError(self._not_ours())
-        self.db.isolation_level = None  # explicit transactions below
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.write_lock():
             kind = _kind(self.db)  # again: another process may have created it meanwhile
             if kind == "foreign":
                 raise StoreError(self._not_ours())
@@ -231,14 +229,26 @@ class ResultsStore:
                             (str(SCHEMA_VERSION),))
             if self.db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
                 self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        self._use_wal()
+        self.db.execute("PRAGMA synchronous=NORMAL")
+
+    @contextlib.contextmanager
+    def write_lock(self):
+        """One transaction holding the store's write lock from its start: other writers wait.
+
+        BEGIN IMMEDIATE takes the lock before the first read (a plain BEGIN would read
+        first and could fail to upgrade); statements inside run without implicit commits.
+        """
+        self.db.isolation_level = None
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         finally:
             self.db.isolation_level = ""
-        self._use_wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")
 
     def _use_wal(self) -> None:
         """Switch to the WAL journal (once per store; it is kept in the file).
@@ -459,20 +469,6 @@ class ResultsStore:
             " r.codec_fingerprint = artefacts.codec_fingerprint AND r.quality ="
             " artefacts.quality AND r.image_hash = artefacts.image_hash)")
         return cursor.rowcount
-
-    @contextlib.contextmanager
-    def write_lock(self):
-        """Hold the store's write lock for the block (one transaction): other writers wait."""
-        self.db.isolation_level = None
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        finally:
-            self.db.isolation_level = ""
 
     # --- imported curves ------------------------------------------------------------
 

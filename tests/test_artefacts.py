@@ -21,7 +21,7 @@ from harness import metrics
 from harness.artefacts import ArtefactFolder, folder_for, parse_save
 from harness.errors import UsageError
 from harness.report.gallery import busiest_window
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_photo_crops
 
 HASH_NAME = re.compile(r"^([0-9a-f]{64})\.(png|bin)$")
 
@@ -31,10 +31,7 @@ def saved(tmp_path_factory, sample_pixels) -> Path:
     """A store made by the real CLI with --save recon,bitstreams: jpeg and webp on two
     crops of a real photo, two qualities each."""
     base = tmp_path_factory.mktemp("saved")
-    folder = base / "photos"
-    folder.mkdir()
-    Image.fromarray(sample_pixels[:192, :256]).save(folder / "a.png")
-    Image.fromarray(sample_pixels[100:292, 200:456]).save(folder / "b.png")
+    folder = write_photo_crops(base / "photos", sample_pixels)
     store = base / "results.sqlite"
     done = run_cli("run", "--datasets", str(folder), "--codecs", "jpeg", "webp",
                    "--qualities", "20", "80", "--save", "recon,bitstreams", "--jobs", "2",
