@@ -339,6 +339,7 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
     def record(row: ResultRow) -> None:
         hashes = {kind: kept.put(data, kind) for kind, data in (row.artefacts or {}).items()}
         store.put_result(row, run_id, hashes)
+        row.artefacts = None  # written: no need to hold the bytes
         outcome.done += 1
         if row.error:
             outcome.failed += 1

@@ -511,7 +511,7 @@ for _name, _method in list(vars(ResultsStore).items()):
         setattr(ResultsStore, _name, _guarded(_method))
 
 
-RESULT_FIELDS = tuple(f.name for f in fields(ResultRow))
+RESULT_FIELDS = tuple(f.name for f in fields(ResultRow) if f.name != "artefacts")  # columns
 
 
 def _kind(db: sqlite3.Connection) -> str:
