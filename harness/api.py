@@ -171,12 +171,13 @@ def prepare_codecs(names: Sequence[str], qualities=None, checkpoint=None, device
 def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
             command: str = "run", jobs: int | None = None, progress: bool = False,
             timeout: float | None = None, setup_timeout: float | None = None,
-            scheduler: str | None = None):
+            scheduler: str | None = None, save: tuple[str, ...] = ()):
     """Measure what the store lacks; return the runner's outcome and the rows of these codecs.
 
-    Unreadable images and failed measurements are appended to ``problems``.
+    Unreadable images and failed measurements are appended to ``problems``. ``save``:
+    the artefact kinds to keep beside the store (see :mod:`harness.artefacts`).
     """
-    from harness import runner
+    from harness import artefacts, runner
     from harness.store import ResultsStore
 
     if jobs is not None and jobs < 1:
@@ -195,17 +196,22 @@ def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
                 say(f"warning: {warning}")
             problems.extend(f"image skipped: {error}" for error in report.errors)
 
-        tasks, cached = runner.plan(codecs, qualities, images, store)
+        tasks, cached = runner.plan(codecs, qualities, images, store, save)
         say(f"{len(images)} images x {len(codecs)} codecs: {len(tasks)} measurements to make,"
             f" {cached} already in {store.path}")
         started = time.perf_counter()
         outcome = runner.execute(tasks, store, run_id, jobs, progress=progress, timeout=timeout,
                                  setup_timeout=setup_timeout or runner.DEFAULT_SETUP_TIMEOUT,
-                                 scheduler=scheduler)
+                                 scheduler=scheduler,
+                                 kept=artefacts.ArtefactFolder(artefacts.folder_for(store.path)))
         outcome.seconds, outcome.cached = time.perf_counter() - started, cached
         status = ("interrupted" if outcome.interrupted
                   else "failed" if outcome.failed else "done")
         store.end_run(run_id, status)
+        cleaned = artefacts.clean_store(store, run_id)
+        if cleaned.removed or cleaned.temporary:
+            say(f"removed {cleaned.removed} saved files no result points to"
+                f" ({cleaned.bytes / 1e6:.1f} MB) and {cleaned.temporary} unfinished ones")
         rows = store.rows(datasets=[d.id for d in datasets], codecs=[c.name for _, c in codecs],
                           fingerprints=[c.fingerprint() for _, c in codecs])
     problems.extend(f"{count} x {message}" for message, count in outcome.errors.most_common())
@@ -225,14 +231,21 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
         *, data_dir=None, follow_symlinks: bool = False, checkpoint=None, device=None,
         lenient: bool = False, timeout: float = 3600, setup_timeout: float | None = None,
         scheduler: str | None = None, progress: bool = False,
-        report: str | Path | bool = True) -> RunResult:
+        report: str | Path | bool = True, save: str | Sequence[str] | None = None) -> RunResult:
     """``harness run``: measure, store, and render the report of the whole store; see
     :func:`benchmark`.
 
     ``report``: the report folder, True for the folder beside the store, False for none.
+    ``save``: ``recon`` and / or ``bitstreams`` (a list or a comma list): keep the decoded
+    images (PNG) and / or the bitstreams in the folder beside the store
+    (``results.artefacts``, see :mod:`harness.artefacts`); the report's gallery shows
+    the decoded images.
     Everything that can be refused (the scheduler address, the report folder) is refused
     before anything is measured.
     """
+    from harness.artefacts import parse_save
+
+    save = parse_save(save)
     if scheduler:
         from harness.cluster import parse_scheduler
 
@@ -248,7 +261,7 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
                                                       lenient)
     outcome, rows = measure(store, datasets, ready, ready_qualities, problems, jobs=jobs,
                             progress=progress, timeout=timeout, setup_timeout=setup_timeout,
-                            scheduler=scheduler)
+                            scheduler=scheduler, save=save)
     result = RunResult(rows, problems, outcome.done, outcome.cached, outcome.seconds,
                        outcome.interrupted, datasets, [c for _, c in ready])
     if rows and report and not outcome.interrupted:
@@ -281,7 +294,7 @@ def benchmark(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEF
             is always measured and stored.
         options: the other options of ``harness run``, as keywords: ``data_dir``,
             ``follow_symlinks``, ``checkpoint``, ``device``, ``lenient``, ``timeout``,
-            ``setup_timeout``, ``scheduler``, ``progress``.
+            ``setup_timeout``, ``scheduler``, ``progress``, ``save``.
 
     Returns:
         A pandas DataFrame of the rows of these codecs and datasets. Problems met (an
@@ -443,7 +456,8 @@ def report(store=DEFAULT_STORE, out=None, *, datasets: Sequence[str] | None = No
            files: Sequence[str] = (), title: str = "Benchmark report",
            aggregate: str | None = None, rate: str | None = None,
            mixed_conventions: bool = False, min_overlap: float | None = None,
-           min_spacing: float | None = None) -> Path:
+           min_spacing: float | None = None, gallery_images: Sequence[str] = (),
+           gallery_bpp: float = 0.5, gallery_crop: int = 256) -> Path:
     """Render the report of a store: RD plots, tables and one ``index.html``.
 
     Args:
@@ -457,6 +471,10 @@ def report(store=DEFAULT_STORE, out=None, *, datasets: Sequence[str] | None = No
         files: more curves from CompressAI-style results JSON (``[DATASET=]FILE``).
         title: the page title.
         aggregate, rate, mixed_conventions, min_overlap, min_spacing: as :func:`bd_table`.
+        gallery_images, gallery_bpp, gallery_crop: the gallery of kept reconstructions
+            (``run --save recon``): these images (``IMAGE`` or ``DATASET/IMAGE``; default
+            the first two of each dataset), each codec at its quality nearest this bpp,
+            crops of this side.
 
     Returns:
         The report folder; open ``index.html`` in it.
@@ -466,13 +484,15 @@ def report(store=DEFAULT_STORE, out=None, *, datasets: Sequence[str] | None = No
 
     with deferred_interrupts():  # importing the plotting libraries included
         from harness.report import build_report
+        from harness.report.gallery import GalleryOptions
+    gallery = GalleryOptions(tuple(gallery_images or ()), gallery_bpp, gallery_crop)
     aggregate, rate = aggregate or DEFAULT_AGGREGATE, rate or DEFAULT_RATE
     return build_report(store, out or default_report(store), datasets=_dataset_ids(datasets),
                         codecs=codecs, anchor=anchor, method=method,
                         include_published=published, extra_curves=file_curves(files, rate),
                         title=title, aggregate=aggregate, rate=rate,
                         mixed_conventions=mixed_conventions, min_overlap=min_overlap,
-                        min_spacing=min_spacing)
+                        min_spacing=min_spacing, gallery=gallery)
 
 
 # --- check -------------------------------------------------------------------------------------

@@ -64,7 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                      checkpoint=args.checkpoint, device=args.device, lenient=args.lenient,
                      timeout=args.timeout, setup_timeout=args.setup_timeout,
                      scheduler=args.scheduler, progress=not args.no_progress,
-                     report=False if args.no_report else (args.report or True))
+                     report=False if args.no_report else (args.report or True),
+                     save=args.save)
     summary = summarize(result.rows)
     if not summary.empty:
         print(format_table(summary))
@@ -146,6 +147,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         for path in args.files:
             info = import_results(store, path, args.dataset)
             print(f"imported {info['name']} on {info['dataset']}: {info['points']} points")
+    return EXIT_OK
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from harness.api import require_store
+    from harness.artefacts import clean_store, folder_for
+    from harness.store import ResultsStore
+
+    require_store(args.store)
+    with ResultsStore(args.store) as store:
+        cleaned = clean_store(store)
+    if cleaned.skipped:
+        _say(f"nothing removed: {cleaned.skipped}")
+        return EXIT_FAILED
+    print(f"{folder_for(args.store)}: removed {cleaned.removed} files no result points to"
+          f" ({cleaned.bytes / 1e6:.1f} MB) and {cleaned.temporary} unfinished ones;"
+          f" {cleaned.kept} kept")
     return EXIT_OK
 
 
@@ -243,7 +261,9 @@ def cmd_report(args: argparse.Namespace) -> int:
                         anchor=args.anchor, method=args.method, published=published,
                         files=args.files or (), title=args.title, aggregate=args.aggregate,
                         rate=args.rate, mixed_conventions=args.mixed_conventions,
-                        min_overlap=args.min_overlap, min_spacing=args.min_spacing)
+                        min_overlap=args.min_overlap, min_spacing=args.min_spacing,
+                        gallery_images=args.gallery_images, gallery_bpp=args.gallery_bpp,
+                        gallery_crop=args.gallery_crop)
     print(report / "index.html")
     return EXIT_OK
 
@@ -514,6 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where the report of the whole store goes, re-rendered only when"
                           f" its content changed (default: {REPORT_FOLDER}/ beside the store)")
     run.add_argument("--no-report", action="store_true", help="print the table only")
+    run.add_argument("--save", action="append", metavar="WHAT",
+                     help="keep recon (decoded images, PNG) and/or bitstreams, named by their"
+                          " hash, in the folder beside the store (results.artefacts/ for"
+                          " results.sqlite); repeat or give a comma list")
     run.set_defaults(handler=cmd_run)
 
     codecs = commands.add_parser("codecs", help="list codecs, quality points, availability")
@@ -644,6 +668,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--files", nargs="+", metavar="[DATASET=]FILE",
                      help="more curves from CompressAI-style results JSON")
     rep.add_argument("--title", default="Benchmark report")
+    rep.add_argument("--gallery-images", nargs="+", metavar="[DATASET/]IMAGE",
+                     help="images of the gallery of kept reconstructions (run --save recon);"
+                          " default: the first two of each dataset")
+    rep.add_argument("--gallery-bpp", type=float, default=0.5, metavar="BPP",
+                     help="the gallery shows each codec at its quality nearest this rate"
+                          " (default 0.5)")
+    rep.add_argument("--gallery-crop", type=int, default=256, metavar="N",
+                     help="side of the gallery's crops in pixels (default 256)")
     _add_convention_options(rep)
     rep.set_defaults(handler=cmd_report)
 
@@ -744,6 +776,16 @@ def build_parser() -> argparse.ArgumentParser:
                           " them, without the [imported: ...] part)")
     imp.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
     imp.set_defaults(handler=cmd_import)
+
+    sto = commands.add_parser("store", help="look after the results store")
+    sto_actions = sto.add_subparsers(dest="action", metavar="ACTION", required=True)
+    clean = sto_actions.add_parser(
+        "clean", help="remove saved recon / bitstream files that no result points to",
+        description="Remove the files of the artefacts folder beside the store (kept by"
+                    " `harness run --save`) that no result row points to, and the pieces of"
+                    " writes a killed run left. Every run does this at its end too.")
+    clean.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
+    clean.set_defaults(handler=cmd_store)
     return parser
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import metrics
+from harness import artefacts, metrics
 from harness.codec import Codec, Quality
 from harness.datasets import Dataset
 from harness.errors import ImageLoadError
@@ -68,6 +68,7 @@ class Task:
     image_hash: str
     width: int
     height: int
+    save: tuple[str, ...] = ()  # artefact kinds to keep (harness.artefacts)
 
 
 @dataclass
@@ -126,9 +127,11 @@ def prepare_images(dataset: Dataset, store: ResultsStore) -> ImagesReport:
 
 
 def plan(codecs: Sequence[tuple[CodecSpec, Codec]], qualities: dict[str, Sequence[Quality]],
-         images: Sequence[PreparedImage], store: ResultsStore) -> tuple[list[Task], int]:
+         images: Sequence[PreparedImage], store: ResultsStore,
+         save: tuple[str, ...] = ()) -> tuple[list[Task], int]:
     """Tasks not yet in the store, image-major (a worker reuses a loaded image).
 
+    ``save``: artefact kinds to keep; a stored measurement without them is made again.
     Returns the tasks and the number of measurements found in the store already.
     """
     tasks: list[Task] = []
@@ -136,6 +139,9 @@ def plan(codecs: Sequence[tuple[CodecSpec, Codec]], qualities: dict[str, Sequenc
     cached = 0
     fingerprints = {codec.name: codec.fingerprint() for _, codec in codecs}
     finished = {name: store.finished_keys(fp) for name, fp in fingerprints.items()}
+    if save:
+        finished = {name: keys & artefacts.kept_keys(store, fingerprints[name], save)
+                    for name, keys in finished.items()}
     for image in images:
         for spec, codec in codecs:
             fingerprint = fingerprints[codec.name]
@@ -148,7 +154,7 @@ def plan(codecs: Sequence[tuple[CodecSpec, Codec]], qualities: dict[str, Sequenc
                     cached += 1
                     continue
                 tasks.append(Task(codec.name, spec, fingerprint, quality, image.path,
-                                  image.image_hash, image.width, image.height))
+                                  image.image_hash, image.width, image.height, save))
     return tasks, cached
 
 
@@ -221,6 +227,9 @@ def measure(task: Task, torch_threads: int = 1, timeout: float | None = None,
         row.psnr = metrics.psnr(image, reconstruction)
         row.ms_ssim, row.note = metrics.ms_ssim(image, reconstruction)
         row.ms_ssim_db = metrics.ms_ssim_db(row.ms_ssim)
+        if task.save:
+            stage = "keeping " + " and ".join(task.save)
+            row.artefacts = artefacts.encode(task.save, bitstream, reconstruction)
     except Exception as exc:  # one bad image or codec must not end the run
         last = traceback.extract_tb(exc.__traceback__)[-1]
         row.error = (f"{stage}: {type(exc).__name__}: {exc}"
@@ -306,7 +315,8 @@ DEFAULT_SETUP_TIMEOUT = 3600.0  # seconds: a worker's set-up of a task (model lo
 def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
             progress: bool = True, timeout: float | None = None, scheduler: str | None = None,
             on_result: Callable[[ResultRow], None] | None = None,
-            setup_timeout: float | None = DEFAULT_SETUP_TIMEOUT) -> ExecutionOutcome:
+            setup_timeout: float | None = DEFAULT_SETUP_TIMEOUT,
+            kept: artefacts.ArtefactFolder | None = None) -> ExecutionOutcome:
     """Run ``tasks`` on ``jobs`` worker processes, writing each result as it arrives.
 
     A worker that crashes (a segfault in a codec, say), hangs past ``timeout`` while
@@ -316,6 +326,7 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
     ``scheduler`` runs the tasks on a Dask cluster instead (``tcp://HOST:PORT``, or
     ``local:N`` for a local cluster of N worker processes).
     Ctrl-C stops the run: finished results are already stored; ``interrupted`` is set.
+    ``kept``: where the artefacts rows bring (``--save``) are written, before their row.
     """
     from tqdm import tqdm
 
@@ -326,7 +337,9 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
                desc="measuring")
 
     def record(row: ResultRow) -> None:
-        store.put_result(row, run_id)
+        hashes = {kind: kept.put(data, kind) for kind, data in (row.artefacts or {}).items()}
+        store.put_result(row, run_id, hashes)
+        row.artefacts = None  # written: no need to hold the bytes
         outcome.done += 1
         if row.error:
             outcome.failed += 1

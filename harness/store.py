@@ -13,6 +13,7 @@ never leaves half a row. Rows with an error are measured again on the next run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -22,7 +23,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -87,6 +88,14 @@ CREATE TABLE IF NOT EXISTS curves (
     imported TEXT NOT NULL,
     PRIMARY KEY (name, dataset)
 );
+CREATE TABLE IF NOT EXISTS artefacts (
+    codec_fingerprint TEXT NOT NULL,
+    quality REAL NOT NULL,
+    image_hash TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (codec_fingerprint, quality, image_hash, kind)
+);
 CREATE VIEW IF NOT EXISTS results_view AS
     SELECT r.codec, r.codec_fingerprint, r.quality, i.dataset, i.image_id, r.image_hash,
            r.width, r.height, r.bytes, r.bpp, r.psnr, r.ms_ssim, r.ms_ssim_db,
@@ -115,6 +124,8 @@ class ResultRow:
     error: str | None = None
     note: str | None = None
     payload_bytes: int | None = None  # entropy-coded payload alone (CompressAI's count)
+    # kind -> bytes kept with ``--save`` (harness.artefacts), from the worker; not a column
+    artefacts: dict | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -204,9 +215,7 @@ class ResultsStore:
         """
         if _kind(self.db) == "foreign":  # looked at before any write
             raise StoreError(self._not_ours())
-        self.db.isolation_level = None  # explicit transactions below
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.write_lock():
             kind = _kind(self.db)  # again: another process may have created it meanwhile
             if kind == "foreign":
                 raise StoreError(self._not_ours())
@@ -220,14 +229,26 @@ class ResultsStore:
                             (str(SCHEMA_VERSION),))
             if self.db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
                 self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        self._use_wal()
+        self.db.execute("PRAGMA synchronous=NORMAL")
+
+    @contextlib.contextmanager
+    def write_lock(self):
+        """One transaction holding the store's write lock from its start: other writers wait.
+
+        BEGIN IMMEDIATE takes the lock before the first read (a plain BEGIN would read
+        first and could fail to upgrade); statements inside run without implicit commits.
+        """
+        self.db.isolation_level = None
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         finally:
             self.db.isolation_level = ""
-        self._use_wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")
 
     def _use_wal(self) -> None:
         """Switch to the WAL journal (once per store; it is kept in the file).
@@ -258,6 +279,10 @@ class ResultsStore:
 
         A TEMP view lives in this connection only and is found before the file's own.
         """
+        if not _columns(self.db, "artefacts"):  # a store written before ``--save``
+            table = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS artefacts"):]
+            table = table[:table.index(";")].replace("IF NOT EXISTS", "")
+            self.db.execute(table.replace("CREATE TABLE", "CREATE TEMP TABLE"))
         if "payload_bytes" not in _columns(self.db, "results"):
             view = _SCHEMA[_SCHEMA.index("CREATE VIEW"):].rstrip().rstrip(";")
             view = view.replace("CREATE VIEW IF NOT EXISTS", "CREATE TEMP VIEW")
@@ -356,9 +381,15 @@ class ResultsStore:
             " WHERE codec_fingerprint=? AND error IS NULL", (fingerprint,))
         return {(float(q), h) for q, h in cursor}
 
-    def put_result(self, row: ResultRow, run_id: int | None = None) -> None:
-        """Write one measurement in its own transaction (replaces an earlier one)."""
+    def put_result(self, row: ResultRow, run_id: int | None = None,
+                   artefacts: dict[str, str] | None = None) -> None:
+        """Write one measurement in its own transaction (replaces an earlier one).
+
+        ``artefacts``: kind -> hash of the files kept for it (written before the row).
+        """
         values = asdict(row)
+        values.pop("artefacts")
+        row_key = (row.codec_fingerprint, row.quality, row.image_hash)
         for key in ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s"):
             values[key] = _sql_float(values[key])
         values["run_id"] = run_id
@@ -369,6 +400,10 @@ class ResultsStore:
             with self.db:
                 self.db.execute(f"INSERT OR REPLACE INTO results ({names}) VALUES ({marks})",
                                 tuple(values.values()))
+                self.db.execute("DELETE FROM artefacts WHERE codec_fingerprint=? AND quality=?"
+                                " AND image_hash=?", row_key)
+                self.db.executemany("INSERT INTO artefacts VALUES (?, ?, ?, ?, ?)",
+                                    [(*row_key, k, h) for k, h in (artefacts or {}).items()])
         except sqlite3.OperationalError as exc:
             if "full" in str(exc):
                 raise StoreError(
@@ -408,6 +443,32 @@ class ResultsStore:
                     record[key] = math.nan
             out.append(record)
         return out
+
+    # --- saved artefacts (harness.artefacts) --------------------------------------------
+
+    def artefacts(self, fingerprints: Sequence[str] | None = None
+                  ) -> dict[tuple[str, float, str], dict[str, str]]:
+        """(fingerprint, quality, image hash) -> {kind: sha256} of the rows' kept files."""
+        query = "SELECT codec_fingerprint, quality, image_hash, kind, sha256 FROM artefacts"
+        if fingerprints is not None:
+            query += f" WHERE codec_fingerprint IN ({', '.join('?' for _ in fingerprints)})"
+        found: dict[tuple[str, float, str], dict[str, str]] = {}
+        for fingerprint, quality, image_hash, kind, sha256 in self.db.execute(
+                query, tuple(fingerprints or ())):
+            found.setdefault((fingerprint, float(quality), image_hash), {})[kind] = sha256
+        return found
+
+    def artefacts_in_use(self) -> set[tuple[str, str]]:
+        """(sha256, kind) of every file a result row points to."""
+        return set(self.db.execute("SELECT DISTINCT sha256, kind FROM artefacts"))
+
+    def drop_dangling_artefacts(self) -> int:
+        """Forget the artefacts of rows no longer in ``results`` (deleted by hand, say)."""
+        cursor = self.db.execute(
+            "DELETE FROM artefacts WHERE NOT EXISTS (SELECT 1 FROM results r WHERE"
+            " r.codec_fingerprint = artefacts.codec_fingerprint AND r.quality ="
+            " artefacts.quality AND r.image_hash = artefacts.image_hash)")
+        return cursor.rowcount
 
     # --- imported curves ------------------------------------------------------------
 
@@ -450,7 +511,7 @@ for _name, _method in list(vars(ResultsStore).items()):
         setattr(ResultsStore, _name, _guarded(_method))
 
 
-RESULT_FIELDS = tuple(f.name for f in fields(ResultRow))
+RESULT_FIELDS = tuple(f.name for f in fields(ResultRow) if f.name != "artefacts")  # columns
 
 
 def _kind(db: sqlite3.Connection) -> str:

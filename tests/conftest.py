@@ -19,14 +19,18 @@ def sample_pixels() -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def write_photo_crops(folder: Path, pixels: np.ndarray) -> Path:
+    """``folder`` made a dataset of two small real-photo crops (fast to encode)."""
+    folder.mkdir()
+    Image.fromarray(pixels[:192, :256]).save(folder / "a.png")
+    Image.fromarray(pixels[100:292, 200:456]).save(folder / "b.png")
+    return folder
+
+
 @pytest.fixture
 def photo_folder(tmp_path, sample_pixels) -> Path:
     """A folder dataset of two small real-photo crops (fast to encode)."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    Image.fromarray(sample_pixels[:192, :256]).save(folder / "a.png")
-    Image.fromarray(sample_pixels[100:292, 200:456]).save(folder / "b.png")
-    return folder
+    return write_photo_crops(tmp_path / "photos", sample_pixels)
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,

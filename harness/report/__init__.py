@@ -25,6 +25,7 @@ import pandas as pd
 
 from harness.errors import HarnessError, UsageError
 from harness.processes import deferred_interrupts, interrupt_point, pid_alive
+from harness.report import gallery as _gallery
 from harness.report import runinfo as _runinfo
 from harness.report import tables as _tables
 
@@ -162,7 +163,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
                  title="Benchmark report", timings: dict | None = None,
                  aggregate: str = "mean-linear", rate: str = "payload",
                  mixed_conventions: bool = False, min_overlap: float | None = None,
-                 min_spacing: float | None = None) -> Path:
+                 min_spacing: float | None = None, gallery=None) -> Path:
     """Render the report of the store at ``store_path`` into ``out_dir``; return its path.
 
     Args:
@@ -182,6 +183,8 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
             (see :mod:`harness.aggregate`); curves of other conventions are refused
             unless ``mixed_conventions``.
         min_overlap, min_spacing: the BD guards (default: :mod:`harness.bd`'s).
+        gallery: the gallery's :class:`harness.report.gallery.GalleryOptions` (images,
+            target bpp, crop size); default: its defaults.
     """
     from harness import curves as _curves
     from harness.aggregate import summarize
@@ -201,10 +204,13 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
             runs = store.runs()
             stored = store.curves()
             extra = list(extra_curves)
+            gallery = gallery or _gallery.GalleryOptions()
+            picks = _gallery.choose(store, rows, gallery)
             options = dict(datasets=datasets, codecs=codecs, anchor=anchor, method=method,
                            include_published=include_published, title=title,
                            aggregate=aggregate, rate=rate, mixed_conventions=mixed_conventions,
                            min_overlap=min_overlap, min_spacing=min_spacing)
+            options["gallery"] = _gallery.inputs(picks, gallery)  # a changed recon re-renders
             inputs = inputs_hash(rows, runs, stored, extra, options)
             if _unchanged(final, inputs):
                 return final  # nothing the report shows has changed: keep it as it is
@@ -269,6 +275,9 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
             plots = _plots.render_plots(curves, anchors, tmp / "plots", optional=optional,
                                         cache=cache)
             info.notes.extend(_left_out_notes(plots))
+        with stage("gallery"):
+            shown, gallery_notes = _gallery.render(picks, store_file, tmp, gallery)
+            info.notes.extend(gallery_notes)
         with stage("html"):
             generated = datetime.now(UTC).isoformat(timespec="seconds")
             facts = _facts(store_file, generated, report_datasets, curves, anchors, method,
@@ -282,6 +291,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
                 title=title, facts=facts, datasets=report_datasets, bd=bd_table, means=means,
                 per_image=per_image, plots=plots, info=info,
                 files=["summary.md"] + relative)
+            page = _gallery.add_to_page(page, _gallery.section(shown, gallery))
             (tmp / "index.html").write_text(page, encoding="utf-8")
             manifest = {
                 "kind": REPORT_KIND, "title": title, "generated": generated,
@@ -291,6 +301,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
                 "curves": [{"name": c.label, "dataset": c.dataset, "origin": c.origin,
                             "aggregate": c.aggregate, "rate": c.rate} for c in curves],
                 "bd": _json_rows(bd),
+                "gallery": _gallery.manifest(shown),
                 "environment": info.report_env,
                 "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
                 + [REPORT_MARKER],
