@@ -1,0 +1,89 @@
+"""Commands that list what there is: ``codecs``, ``datasets``, ``published``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from harness.cli.common import EXIT_OK
+from harness.errors import UsageError
+
+
+def cmd_codecs(args: argparse.Namespace) -> int:
+    from harness.registry import codec_entries, create_codec
+
+    for name, entry in codec_entries().items():
+        try:
+            codec = create_codec(name)
+        except UsageError as exc:
+            print(f"{name:12s} unavailable: {exc}")
+            continue
+        available = codec.availability() if args.check else codec.quick_availability()
+        notes = codec.quality_notes(args.check) if available.ok else []
+        state = ("unavailable: " + available.reason if not available.ok
+                 else "available" if not notes else "installed; see below for weights")
+        points = ", ".join(f"{q:g}" for q in codec.qualities)
+        origin = {"plugin": f" [plugin from {entry.origin}]",
+                  "model": " [your model: harness models show " + name + "]"}.get(entry.kind, "")
+        print(f"{name:12s} {state}{origin}\n{'':12s} {codec.description}\n"
+              f"{'':12s} {codec.quality_label}: {points}"
+              + "".join(f"\n{'':12s} {note}" for note in notes))
+    return EXIT_OK
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from harness.datasets import default_data_dir, list_manifests
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    for info in list_manifests(data_dir):
+        print(info.describe())
+    print(f"\ndata dir: {data_dir} (--data-dir, or $HARNESS_DATA); any folder of images"
+          " works too: --datasets ./my_images")
+    return EXIT_OK
+
+def cmd_published(args: argparse.Namespace) -> int:
+    from harness.curves import DEFAULT_ANCHORS, no_anchor_message, published_catalog
+
+    entries = published_catalog(args.datasets)
+    if args.format == "json":
+        print(json.dumps(entries, indent=1))
+        return EXIT_OK
+    for dataset in dict.fromkeys(e["dataset"] for e in entries):
+        group = [e for e in entries if e["dataset"] == dataset]
+        names = {a for e in group for a in (e["name"].removesuffix("@published"), *e["aliases"])}
+        anchors = [a for a in DEFAULT_ANCHORS if "@" not in a and a in names]
+        print(f"{dataset}: {len(group)} curves; "
+              + (f"anchors: {', '.join(anchors)}" if anchors else no_anchor_message(dataset)))
+        print(f"  {'curve':44s} {'metrics':13s} {'points':>6s}  source")
+        for e in group:
+            sources = "; ".join(
+                f"{s['repo']}:{s['path']}@{s['commit'][:12]}" if s.get("repo")
+                else s.get("description", "") for s in e["sources"])
+            print(f"  {e['name']:44s} {','.join(e['metrics']):13s} {e['points']:6d}  {sources}")
+            if e["aliases"]:
+                print(f"    also: {', '.join(e['aliases'])}")
+        print()
+    return EXIT_OK
+
+
+def add_parsers(commands) -> None:
+    codecs = commands.add_parser("codecs", help="list codecs, quality points, availability")
+    codecs.add_argument("--check", action="store_true",
+                        help="probe each codec fully (import the learned codecs' libraries,"
+                             " look up their published files): slower")
+    codecs.set_defaults(handler=cmd_codecs)
+
+    datasets = commands.add_parser("datasets", help="list the known datasets")
+    datasets.add_argument("--data-dir", metavar="DIR", help="dataset cache to look in")
+    datasets.set_defaults(handler=cmd_datasets)
+
+    pub = commands.add_parser(
+        "published", help="list the shipped published curves: dataset, source, metrics",
+        description="Every published curve shipped with the harness (usable as NAME@published"
+                    " in bd, report and check), with its dataset, metrics and source"
+                    " (repository, path, commit).")
+    pub.add_argument("--datasets", nargs="+", metavar="DATASET",
+                     help="only these datasets (published sets or names `run` accepts)")
+    pub.add_argument("--format", choices=["text", "json"], default="text")
+    pub.set_defaults(handler=cmd_published)
