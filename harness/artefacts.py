@@ -21,7 +21,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import StoreError, UsageError
+from harness.files import write_atomically
 
 SUFFIXES = {"recon": ".png", "bitstream": ".bin"}  # kind -> file suffix
 _ALIASES = {"recon": "recon", "recons": "recon", "reconstructions": "recon",
@@ -111,17 +111,8 @@ class ArtefactFolder:
             if final.stat().st_size == len(data):  # kept already (a damaged one is replaced)
                 return sha256
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir=self.folder)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, final)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomically(final, data, temp_dir=self.folder,
+                             temp_prefix=f"{_TEMP_PREFIX}{os.getpid()}-")
         except OSError as exc:
             raise StoreError(
                 f"cannot write a saved {kind} into {self.folder}: {exc.strerror or exc}."

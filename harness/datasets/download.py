@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from typing import Any
 
 from harness.datasets.manifests import _SHA256_RE, FileEntry, Manifest
 from harness.errors import DatasetUnavailable
+from harness.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +46,6 @@ def _sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class _Lock:
@@ -114,14 +101,14 @@ class _Lock:
     def write_sums(self, sums: dict[str, str]) -> None:
         self.sums = dict(sums)
         lines = "".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items()))
-        _atomic_write_text(self.root / LOCK_NAME, lines)
+        write_atomically(self.root / LOCK_NAME, lines)
 
     def save_stats(self) -> None:
         if not self._stats_dirty:
             return
         keep = {k: v for k, v in self.stats.items() if (self.root / k).exists()}
         try:
-            _atomic_write_text(self.root / STAT_CACHE_NAME, json.dumps(keep, sort_keys=True))
+            write_atomically(self.root / STAT_CACHE_NAME, json.dumps(keep, sort_keys=True))
             self._stats_dirty = False
         except OSError:
             pass
