@@ -8,6 +8,8 @@ tests/test_containers.py). BPG and VTM tests skip while their images are not bui
 
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -210,6 +212,33 @@ def test_native_version_is_in_the_fingerprint_and_cached(fake_bin, tmp_path):
     external._versions.clear()
     assert codec.fingerprint() != first
 
+
+
+def test_a_version_lookup_is_reused_by_later_processes_until_a_binary_changes(
+        fake_bin, tmp_path, monkeypatch):
+    """Each `harness run` fingerprints its codecs; the lookup runs the binaries (or starts a
+    container), so it is recorded in the data dir, keyed by the files' size, mtime and
+    inode (or the image's id), and a later process reuses it while they are unchanged."""
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "data"))
+    counter = tmp_path / "calls"
+    fake_bin("cwebp", f"echo x >> {counter}; echo 1.2.4\n")
+    fake_bin("dwebp", "echo 1.2.4\n")
+    fingerprint = [sys.executable, "-c", "from harness.codecs.external import WebPCLI;"
+                   " print(WebPCLI(mode='native').version())"]
+
+    def lookups():
+        return counter.read_text().count("x") if counter.exists() else 0
+
+    first = subprocess.run(fingerprint, capture_output=True, text=True, check=True).stdout
+    assert "cwebp 1.2.4" in first and lookups() == 1
+    again = subprocess.run(fingerprint, capture_output=True, text=True, check=True).stdout
+    assert again == first and lookups() == 1  # the second process ran no binary
+    fake_bin("cwebp", f"echo x >> {counter}; echo 1.3.0\n")  # upgraded in place
+    upgraded = subprocess.run(fingerprint, capture_output=True, text=True, check=True).stdout
+    assert "cwebp 1.3.0" in upgraded and lookups() == 2
+    (tmp_path / "data" / "versions.json").write_text("{not json")  # a damaged record
+    damaged = subprocess.run(fingerprint, capture_output=True, text=True, check=True).stdout
+    assert damaged == upgraded and lookups() == 3
 
 def test_version_text_drops_machine_details():
     text = ("x265 [info]: HEVC encoder version 3.5+1\n"

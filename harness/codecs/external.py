@@ -46,8 +46,11 @@ binary.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import hashlib
 import io
 import itertools
+import json
 import os
 import re
 import shutil
@@ -317,7 +320,35 @@ def _clean_version(text: str) -> str:
     return "\n".join(keep)
 
 
-_versions: dict[tuple[str, str, str, str], str] = {}
+_versions: dict[tuple[str, ...], str] = {}
+_RECORDED_VERSIONS = "versions.json"  # in the data dir: lookups of earlier processes
+_MAX_RECORDED = 256
+
+
+def _versions_file() -> Path:
+    from harness.datasets import default_data_dir
+
+    return default_data_dir() / _RECORDED_VERSIONS
+
+
+def _recorded_versions() -> dict[str, str]:
+    try:
+        recorded = json.loads(_versions_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _record_version(key: str, version: str) -> None:
+    """Keep a version lookup for later processes (a lost write only costs a lookup)."""
+    from harness.files import write_atomically
+
+    recorded = _recorded_versions()
+    recorded.pop(key, None)
+    recorded[key] = version
+    with contextlib.suppress(OSError):
+        write_atomically(_versions_file(), json.dumps(dict(list(recorded.items())[-_MAX_RECORDED:]),
+                                                      indent=0))
 
 
 class ExternalCodec(Codec):
@@ -422,13 +453,35 @@ class ExternalCodec(Codec):
         script = self.version_command()
         key = (self.name, mode, where, script)
         if key not in _versions:
-            with self._call("version lookup") as call:
-                result = call.runner.run(["sh", "-c", script], 120)
-            if result.returncode != 0 or result.timed_out:
-                raise ExternalCodecError(f"{self.name}: the version lookup failed ({mode}): "
-                                         f"{result.tail()}")
-            _versions[key] = _clean_version(result.stdout.decode(errors="replace"))
+            # A lookup runs the binaries (or starts a container): later processes reuse it
+            # while the binaries are the same files, or the image the same image.
+            stamp = self._binaries_stamp(mode, where)
+            recorded_key = hashlib.sha256(repr((key, stamp)).encode()).hexdigest()
+            version = _recorded_versions().get(recorded_key) if stamp else None
+            if version is None:
+                with self._call("version lookup") as call:
+                    result = call.runner.run(["sh", "-c", script], 120)
+                if result.returncode != 0 or result.timed_out:
+                    raise ExternalCodecError(f"{self.name}: the version lookup failed"
+                                             f" ({mode}): {result.tail()}")
+                version = _clean_version(result.stdout.decode(errors="replace"))
+                if stamp:
+                    _record_version(recorded_key, version)
+            _versions[key] = version
         return _versions[key]
+
+    def _binaries_stamp(self, mode: str, where: str) -> str | None:
+        """What changes when the binaries do: each file's size, mtime and inode, or the
+        image's id; None if it cannot be told (then nothing is recorded)."""
+        try:
+            if mode == "native":
+                stats = [os.stat(path) for path in where.split(os.pathsep)]
+                return ";".join(f"{s.st_size}:{s.st_mtime_ns}:{s.st_ino}" for s in stats)
+            from harness.containers import docker_client
+
+            return docker_client().images.get(where).id
+        except Exception:  # noqa: BLE001 - any failure only means: look the version up
+            return None
 
     def version_command(self) -> str:
         """A shell script printing the versions that decide the output."""
