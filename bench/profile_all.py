@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness.profile import complexity_table, profile
+from harness.profile import profile
+from harness.report.diagnostics import complexity_table
+from harness.report.tables import to_markdown
 
 CODECS = ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018",
           "cheng2020-anchor", "cheng2020-attn", "stf", "wacnn", "tcm", "tcm-large", "tic",
@@ -31,7 +33,10 @@ def main() -> None:
         start = time.perf_counter()
         profiles.append(profile(name, height, width, runs=args.runs))
         print(f"{name}: profiled in {time.perf_counter() - start:.0f} s", flush=True)
-    print(complexity_table(profiles))
+    # the report's complexity table (harness/report/diagnostics.py), as Markdown
+    records = [{"document": p.as_dict(), "quality": p.quality, "measured": ""}
+               for p in profiles]
+    print(to_markdown(complexity_table(records)))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The Python API (see :mod:`harness.api` and the README's "Python API"):
 ``harness.load_results``, ``harness.benchmark``, ``harness.curves``,
-``harness.bd_table``, ``harness.report`` and ``harness.check``. Nothing heavy is
+``harness.bd_table``, ``harness.report``, ``harness.check``, ``harness.verify`` and
+``harness.profile``. Nothing heavy is
 imported until one of them is called.
 """
 
@@ -11,13 +12,14 @@ import types
 
 __version__ = "0.1.0"
 
-API = ("load_results", "benchmark", "curves", "bd_table", "report", "check")
-_MODULES = ("curves", "report", "check")  # API names that are also modules
+API = ("load_results", "benchmark", "curves", "bd_table", "report", "check", "verify",
+       "profile")
+_MODULES = ("curves", "report", "check", "verify", "profile")  # API names that are modules too
 
 
 class _CallableModule(types.ModuleType):
-    """``harness.curves``, ``harness.report`` and ``harness.check`` are modules too: called,
-    they run the API function of the same name."""
+    """``harness.curves``, ``harness.report``, ``harness.check``, ``harness.verify`` and
+    ``harness.profile`` are modules too: called, they run the API function of that name."""
 
     def __call__(self, *args, **kwargs):
         from harness import api

@@ -751,11 +751,77 @@ def _points(rows: list[dict], fingerprints: set[str], metric: str, aggregate: st
     return summary[RATE_COLUMN[rate]].to_numpy(), summary[METRIC_COLUMN[metric]].to_numpy()
 
 
+# --- verify --------------------------------------------------------------------------------
+
+@dataclass
+class Verification:
+    """What :func:`verify` found: one check per quality, the thread matrices
+    (``(quality, matrix)``, with ``cross``) and the problems of preparing the codec."""
+
+    checks: list = field(default_factory=list)
+    matrices: list = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks) and not self.problems
+
+
+def verify(codec: str, *, dataset: str = "sample", images: int = 1, crop: int | None = None,
+           qualities=None, checkpoint: str | None = None, device: str | None = None,
+           lenient: bool = False, tolerance_db: float = 40.0,
+           max_rate_gap: float = MAX_RATE_GAP, cross: bool = False, store=None,
+           progress=None) -> Verification:
+    """Check that a learned codec decodes from its bytes alone, per quality: decoded ==
+    forward output, the same bytes twice, a fresh process decodes them alike, the real
+    rate near the estimate. ``cross``: also the thread matrix (bytes written at 1, 2 and
+    all threads, each decoded at each), recorded in ``store`` when given (the report
+    shows it). ``progress`` receives a line per quality."""
+    from harness.codecs.learned import LearnedCodec
+    from harness.datasets import resolve_dataset
+    from harness.images import image_content_hash, load_image
+    from harness.verify import cross_matrix, default_threads, portable_failures, verify_quality
+
+    if images < 1 or (crop is not None and crop < 1):
+        raise UsageError("--images and --crop must be at least 1 (nothing would be verified)")
+    result = Verification()
+    codecs, ready, result.problems = prepare_codecs([codec], qualities, checkpoint, device,
+                                                    lenient)
+    if not codecs:  # the codec or its checkpoint cannot be used at all
+        raise UsageError("; ".join(result.problems) or f"{codec} cannot be used here")
+    ((spec, learned),) = codecs
+    if not isinstance(learned, LearnedCodec):
+        raise UsageError(f"harness verify checks learned codecs; {codec} is not one")
+    pixels = [(ref.image_id, load_image(ref.path).pixels)
+              for ref in resolve_dataset(dataset).images[:images]]
+    if crop:
+        pixels = [(i, p[:crop, :crop]) for i, p in pixels]
+    for quality in ready[learned.name]:
+        check = verify_quality(learned, spec.name, dict(spec.options), quality, pixels,
+                               tolerance_db, max_rate_gap=max_rate_gap)
+        result.checks.append(check)
+        if progress:
+            progress(f"q={quality:g}: {'ok' if check.ok else 'FAILED'}")
+        if cross:  # the thread matrix on the first image
+            matrix = cross_matrix(spec.name, dict(spec.options), quality, pixels[0][1],
+                                  default_threads())
+            check.failures += portable_failures(learned.name, matrix)
+            result.matrices.append((quality, matrix))
+            if store is not None:
+                from harness.store import ResultsStore
+
+                document = matrix.as_document() | {"failures": portable_failures("", matrix)}
+                with ResultsStore(store) as opened:
+                    opened.put_diagnostic("portability", learned.name, learned.fingerprint(),
+                                          quality, image_content_hash(pixels[0][1]), document)
+    return result
+
+
 # --- complexity ------------------------------------------------------------------------------
 
 def profile(codec: str, size: tuple[int, int] = (512, 768), *, device: str = "cpu",
             checkpoint: str | None = None, quality: float | None = None, runs: int = 3,
-            threads: int = 1, memory: bool = True):
+            threads: int = 1, memory: bool = True, store=None):
     """The complexity profile of a learned codec at ``size`` (height, width).
 
     Without ``checkpoint`` the network is built in its released layout with random
@@ -763,9 +829,20 @@ def profile(codec: str, size: tuple[int, int] = (512, 768), *, device: str = "cp
     :class:`harness.profile.Profile`: parameters in total and per part, kMAC per pixel
     of the forward pass, of encoding and of decoding, median encode / decode seconds
     over ``runs`` calls after a warm-up, and peak memory of each (``memory=False``
-    skips the two fresh processes that measure it).
+    skips the two fresh processes that measure it). With ``store``, the profile is kept
+    there (the report's complexity table shows it).
     """
     from harness.profile import profile as measure
 
-    return measure(codec, *size, device=device, checkpoint=checkpoint, quality=quality,
-                   runs=runs, threads=threads, memory=memory)
+    found = measure(codec, *size, device=device, checkpoint=checkpoint, quality=quality,
+                    runs=runs, threads=threads, memory=memory)
+    if store is not None:
+        from harness.checkpoints import sha256_of
+        from harness.store import ResultsStore
+
+        weights = f"sha256:{sha256_of(Path(checkpoint))}" if checkpoint else "random-weights"
+        with ResultsStore(store) as opened:
+            opened.put_diagnostic("profile", found.codec, weights, found.quality,
+                                  f"{found.height}x{found.width} {found.device}"
+                                  f" {found.threads} threads", found.as_dict())
+    return found

@@ -75,6 +75,7 @@ class Profile:
     peak_memory_mib: dict[str, float] = field(default_factory=dict)  # encode, decode
     memory_measure: str = ""
     bpp: float = 0.0
+    quality: float = 0.0  # the rate point whose network was profiled
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -203,7 +204,7 @@ def profile(name: str, height: int = 512, width: int = 768, device: str = "cpu",
     torch.set_num_threads(threads)
     codec, net, quality = _network_and_codec(name, quality, checkpoint, device)
     result = Profile(codec.name, checkpoint or "random (released layout)", height, width,
-                     device, threads, runs)
+                     device, threads, runs, quality=float(quality))
     for parameter_name, parameter in net.named_parameters():
         part = part_of(parameter_name)
         result.parameters_by_part[part] = (result.parameters_by_part.get(part, 0)
@@ -264,18 +265,4 @@ def format_text(p: Profile) -> str:
         lines.append(f"  memory: {p.memory_measure}")
     lines.append("  MACs: matrix products, convolutions, attention (torch's flop counter);"
                  " element-wise ops, normalisation, softmax and the range coder not counted")
-    return "\n".join(lines)
-
-
-def complexity_table(profiles: list[Profile]) -> str:
-    """The paper-style table (Markdown), one row per profile."""
-    lines = ["| codec | size | params (M) | kMAC/px fwd | kMAC/px dec | enc s | dec s"
-             " | enc MiB | dec MiB |", "|---|---|---|---|---|---|---|---|---|"]
-    for p in profiles:
-        memory = [f"{p.peak_memory_mib[k]:.0f}" if k in p.peak_memory_mib else "-"
-                  for k in ("encode", "decode")]
-        lines.append(f"| {p.codec} | {p.height}x{p.width} | {p.parameters / 1e6:.2f} |"
-                     f" {p.kmac_per_pixel['forward']:.1f} | {p.kmac_per_pixel['decode']:.1f} |"
-                     f" {p.seconds['encode']:.3f} | {p.seconds['decode']:.3f} |"
-                     f" {memory[0]} | {memory[1]} |")
     return "\n".join(lines)

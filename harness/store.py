@@ -96,12 +96,24 @@ CREATE TABLE IF NOT EXISTS artefacts (
     sha256 TEXT NOT NULL,
     PRIMARY KEY (codec_fingerprint, quality, image_hash, kind)
 );
+CREATE TABLE IF NOT EXISTS diagnostics (
+    kind TEXT NOT NULL,
+    codec TEXT NOT NULL,
+    codec_fingerprint TEXT NOT NULL,
+    quality REAL NOT NULL,
+    subject TEXT NOT NULL,
+    document TEXT NOT NULL,
+    measured TEXT NOT NULL,
+    PRIMARY KEY (kind, codec_fingerprint, quality, subject)
+);
 CREATE VIEW IF NOT EXISTS results_view AS
     SELECT r.codec, r.codec_fingerprint, r.quality, i.dataset, i.image_id, r.image_hash,
            r.width, r.height, r.bytes, r.bpp, r.psnr, r.ms_ssim, r.ms_ssim_db,
            r.encode_s, r.decode_s, r.error, r.note, r.run_id, r.payload_bytes
     FROM results r JOIN images i ON i.image_hash = r.image_hash;
 """
+# tables added after schema 1 came out (``--save``'s files; verify's and profile's findings)
+_LATER_TABLES = ("artefacts", "diagnostics")
 
 
 @dataclass
@@ -279,10 +291,11 @@ class ResultsStore:
 
         A TEMP view lives in this connection only and is found before the file's own.
         """
-        if not _columns(self.db, "artefacts"):  # a store written before ``--save``
-            table = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS artefacts"):]
-            table = table[:table.index(";")].replace("IF NOT EXISTS", "")
-            self.db.execute(table.replace("CREATE TABLE", "CREATE TEMP TABLE"))
+        for name in _LATER_TABLES:  # a store written before the table existed: empty
+            if not _columns(self.db, name):
+                table = _SCHEMA[_SCHEMA.index(f"CREATE TABLE IF NOT EXISTS {name} "):]
+                table = table[:table.index(";")].replace("IF NOT EXISTS", "")
+                self.db.execute(table.replace("CREATE TABLE", "CREATE TEMP TABLE"))
         if "payload_bytes" not in _columns(self.db, "results"):
             view = _SCHEMA[_SCHEMA.index("CREATE VIEW"):].rstrip().rstrip(";")
             view = view.replace("CREATE VIEW IF NOT EXISTS", "CREATE TEMP VIEW")
@@ -469,6 +482,25 @@ class ResultsStore:
             " r.codec_fingerprint = artefacts.codec_fingerprint AND r.quality ="
             " artefacts.quality AND r.image_hash = artefacts.image_hash)")
         return cursor.rowcount
+
+    # --- findings about a codec apart from RD rows (verify --cross, profile) -----------
+
+    def put_diagnostic(self, kind: str, codec: str, fingerprint: str, quality: float,
+                       subject: str, document: dict) -> None:
+        """Keep the latest ``kind`` finding (e.g. ``portability``, ``profile``) about a codec
+        at a quality on ``subject`` (what it was measured on: an image hash, a size)."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO diagnostics VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (kind, codec, fingerprint, float(quality), subject,
+                             json.dumps(document, sort_keys=True), _now()))
+
+    def diagnostics(self, kind: str | None = None) -> list[dict]:
+        cursor = self.db.execute(
+            "SELECT kind, codec, codec_fingerprint, quality, subject, document, measured FROM"
+            " diagnostics WHERE ? IS NULL OR kind = ? ORDER BY kind, codec, quality, subject",
+            (kind, kind))
+        return [{"kind": k, "codec": c, "codec_fingerprint": f, "quality": q, "subject": s,
+                 "document": json.loads(d), "measured": m} for k, c, f, q, s, d, m in cursor]
 
     # --- imported curves ------------------------------------------------------------
 

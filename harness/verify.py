@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -215,6 +216,18 @@ class CrossMatrix:
         errors = list(self.max_error.values())
         return None if None in errors else max(errors, default=0)
 
+    def as_document(self) -> dict:
+        """The matrix as plain JSON for the store (``diagnostics``, kind ``portability``)."""
+        import platform
+
+        import torch
+
+        return {"threads": self.threads, "same_bytes": self.same_bytes,
+                "max_error": [[e, d, err] for (e, d), err in self.max_error.items()],
+                "latents_differ": [list(pair) for pair in self.latents_differ()],
+                "device": "cpu", "machine": platform.machine(), "cpus": os.cpu_count(),
+                "torch": torch.__version__}
+
 
 def _run_worker(threads: int, name: str, options: dict, quality, phase: str,
                 *paths: str) -> bool:
@@ -284,8 +297,6 @@ PORTABLE_MAX_ERROR = 1
 
 def default_threads() -> list[int]:
     """1, 2 and all of the machine's threads."""
-    import os
-
     return sorted({1, 2, os.cpu_count() or 1})
 
 
@@ -301,12 +312,3 @@ def portable_failures(name: str, matrix: CrossMatrix) -> list[str]:
         return [f"{name}: decoded images differ by up to {worst} levels across thread"
                 f" counts (at most {PORTABLE_MAX_ERROR} allowed)"]
     return []
-
-
-def cross_check(name: str, options: dict, quality, image: np.ndarray,
-                label: str) -> tuple[str, list[str]]:
-    """``harness verify --cross``: the matrix at :func:`default_threads` as text, and
-    why it is not portable (nothing when it is)."""
-    matrix = cross_matrix(name, options, quality, image, default_threads())
-    return (f"q={float(quality):g} {format_cross(label, matrix)}",
-            portable_failures(label, matrix))

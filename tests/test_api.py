@@ -86,6 +86,26 @@ def test_check_is_a_function_and_a_module(tmp_path):
     assert done.stdout.strip().endswith("True True pass")
 
 
+def test_verify_and_profile_are_functions_and_modules(tmp_path):
+    done = run_python("""
+        import harness
+        from harness.errors import UsageError
+        result = harness.profile("bmshj2018-factorized", (32, 32), runs=1, memory=False,
+                                 store="s.sqlite")
+        from harness.profile import Profile       # the module, once imported, still calls
+        print(isinstance(result, Profile), harness.load_results("s.sqlite").empty)
+        try:
+            harness.verify("jpeg")
+        except UsageError as exc:
+            print("refused:", exc)
+        import harness.verify
+        print(callable(harness.verify), harness.verify.PORTABLE_MAX_ERROR)
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "True True", "refused: harness verify checks learned codecs; jpeg is not one", "True 1"]
+
+
 def test_import_and_help_load_no_numerics(tmp_path):
     done = run_python("""
         import sys

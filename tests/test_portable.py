@@ -100,14 +100,24 @@ def test_latents_that_differ_fail_portability_whatever_the_pixels():
     assert "DIFFERENT (1->2)" in format_cross("x", matrix)
 
 
-def test_verify_cross_prints_the_matrix(entroformer_files):
+def test_verify_cross_prints_the_matrix_and_the_report_shows_it(entroformer_files, tmp_path):
     from tests.conftest import run_cli
 
+    store = tmp_path / "results.sqlite"
+    assert run_cli("run", "--codecs", "jpeg", "--qualities", "50", "--no-report",
+                   "--no-progress", "--store", str(store)).returncode == 0
     done = run_cli("verify", "entroformer", "--checkpoint", str(entroformer_files["entroformer"]),
-                   "--qualities", "1", "--images", "1", "--crop", "64", "--cross")
+                   "--qualities", "1", "--images", "1", "--crop", "64", "--cross",
+                   "--store", str(store))
     assert done.returncode == 0, done.stderr
     assert "enc \\ dec" in done.stdout and "failed" not in done.stdout
     assert "latents: identical across decoders" in done.stdout
+    out = tmp_path / "report"
+    assert run_cli("report", "--store", str(store), "--out", str(out)).returncode == 0
+    section = (out / "index.html").read_text().split('<section id="diagnostics">')[1]
+    assert "entroformer" in section and "portable" in section and "<th>enc 1</th>" in section
+    table = (out / "tables" / "portability.csv").read_text()
+    assert "entroformer" in table and "identical" in table
 
 
 def _random_checkpoint(name: str, folder) -> str:

@@ -11,7 +11,6 @@ from harness.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_USAGE,
     add_convention_options,
     parse_quality,
     parse_seconds,
@@ -73,39 +72,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     return report.exit_code
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from harness.api import prepare_codecs
-    from harness.codecs.learned import LearnedCodec
-    from harness.datasets import resolve_dataset
-    from harness.images import load_image
-    from harness.verify import cross_check, format_checks, verify_quality
+    from harness import api
+    from harness.verify import format_checks, format_cross
 
-    if args.images < 1 or (args.crop is not None and args.crop < 1):
-        raise UsageError("--images and --crop must be at least 1 (nothing would be verified)")
-    (codecs, qualities, problems) = prepare_codecs([args.codec], args.qualities, args.checkpoint,
-                                                   args.device, args.lenient)
-    for problem in problems:
+    result = api.verify(args.codec, dataset=args.dataset, images=args.images, crop=args.crop,
+                        qualities=args.qualities, checkpoint=args.checkpoint,
+                        device=args.device, lenient=args.lenient,
+                        tolerance_db=args.tolerance_db, max_rate_gap=args.max_rate_gap,
+                        cross=args.cross, store=args.store if args.cross else None,
+                        progress=say)
+    for problem in result.problems:
         say(f"error: {problem}")
-    if not codecs:
-        return EXIT_USAGE  # the codec or its checkpoint cannot be used at all
-    ((spec, codec),) = codecs
-    if not isinstance(codec, LearnedCodec):
-        raise UsageError(f"harness verify checks learned codecs; {args.codec} is not one")
-    dataset = resolve_dataset(args.dataset)
-    images = [(ref.image_id, load_image(ref.path).pixels) for ref in dataset.images[:args.images]]
-    if args.crop:
-        images = [(i, p[:args.crop, :args.crop]) for i, p in images]
-    checks = []
-    for quality in qualities[codec.name]:
-        checks.append(verify_quality(codec, spec.name, dict(spec.options), quality, images,
-                                     args.tolerance_db, max_rate_gap=args.max_rate_gap))
-        say(f"q={quality:g}: {'ok' if checks[-1].ok else 'FAILED'}")
-        if args.cross:  # the thread matrix on the first image
-            text, failures = cross_check(spec.name, dict(spec.options), quality, images[0][1],
-                                         codec.name)
-            print(text)
-            checks[-1].failures += failures
-    print(format_checks(checks))
-    return EXIT_OK if all(c.ok for c in checks) and not problems else EXIT_FAILED
+    for quality, matrix in result.matrices:
+        print(f"q={float(quality):g} {format_cross(args.codec, matrix)}")
+    print(format_checks(result.checks))
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def add_parsers(commands) -> None:
@@ -226,7 +207,10 @@ def add_parsers(commands) -> None:
     verify.add_argument("--device", metavar="DEVICE")
     verify.add_argument("--cross", action="store_true",
                         help="also decode each thread count's bytes with the others (fresh"
-                             " processes at 1, 2 and all threads) and print the matrix")
+                             " processes at 1, 2 and all threads), print the matrix and"
+                             " record it in --store, whose report shows it")
+    verify.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH",
+                        help=f"where --cross records its matrix (default: {DEFAULT_STORE})")
     verify.add_argument("--lenient", action="store_true",
                      help="load the entries of the checkpoint that fit and report every"
                           " skipped one (codecs that allow it)")

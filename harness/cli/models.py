@@ -118,7 +118,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     result = api.profile(args.codec, args.size, device=args.device or "cpu",
                          checkpoint=args.checkpoint, quality=args.quality, runs=args.runs,
-                         threads=args.threads, memory=not args.no_memory)
+                         threads=args.threads, memory=not args.no_memory, store=args.store)
     print(json.dumps(result.as_dict(), indent=2) if args.format == "json"
           else format_text(result))
     return EXIT_OK
@@ -186,4 +186,7 @@ def add_parsers(commands) -> None:
     prof.add_argument("--no-memory", action="store_true",
                       help="skip the two fresh processes that measure peak memory")
     prof.add_argument("--format", default="text", choices=["text", "json"])
+    prof.add_argument("--store", metavar="PATH",
+                      help="also keep the profile in this results store: its report's"
+                           " complexity table shows it")
     prof.set_defaults(handler=cmd_profile)

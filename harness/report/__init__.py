@@ -25,6 +25,7 @@ import pandas as pd
 
 from harness.errors import HarnessError, UsageError
 from harness.processes import deferred_interrupts, interrupt_point, pid_alive
+from harness.report import diagnostics as _diagnostics
 from harness.report import gallery as _gallery
 from harness.report import runinfo as _runinfo
 from harness.report import tables as _tables
@@ -203,6 +204,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
             rows = store.rows(datasets=datasets, codecs=codecs)
             runs = store.runs()
             stored = store.curves()
+            findings = store.diagnostics()  # verify --cross, profile --store
             extra = list(extra_curves)
             gallery = gallery or _gallery.GalleryOptions()
             picks = _gallery.choose(store, rows, gallery)
@@ -211,6 +213,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
                            aggregate=aggregate, rate=rate, mixed_conventions=mixed_conventions,
                            min_overlap=min_overlap, min_spacing=min_spacing)
             options["gallery"] = _gallery.inputs(picks, gallery)  # a changed recon re-renders
+            options["diagnostics"] = findings
             inputs = inputs_hash(rows, runs, stored, extra, options)
             if _unchanged(final, inputs):
                 return final  # nothing the report shows has changed: keep it as it is
@@ -257,6 +260,10 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         origins = {(c.dataset, c.label): c.origin for c in curves}
         bd_table = _tables.bd_summary_table(bd, method, origins, conventions)
         per_image = _tables.per_image_table(frame)
+        matrices = [f for f in findings if f["kind"] == "portability"]
+        profiles = [f for f in findings if f["kind"] == "profile"]
+        codec_tables = (_diagnostics.complexity_table(profiles) if profiles else None,
+                        _diagnostics.portability_table(matrices) if matrices else None)
         points = curves_table(curves)
         cache = _plots.RDCache()
         info = _runinfo.run_summary(summary, frame, runs, bd, curves, latest, cache.has)
@@ -268,7 +275,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         tmp.mkdir()
         with stage("write tables"):
             files = []
-            for table in (means, bd_table, per_image, points):
+            for table in (means, bd_table, per_image, points, *filter(None, codec_tables)):
                 files += _tables.write_table(table, tmp / "tables")
         with stage("plots"):
             optional = None if include_published is True else (lambda curve: False)
@@ -291,7 +298,10 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
                 title=title, facts=facts, datasets=report_datasets, bd=bd_table, means=means,
                 per_image=per_image, plots=plots, info=info,
                 files=["summary.md"] + relative)
-            page = _gallery.add_to_page(page, _gallery.section(shown, gallery))
+            page = _html.add_section(page, _gallery.section(shown, gallery), "gallery",
+                                     "Gallery")
+            page = _html.add_section(page, _diagnostics.section(*codec_tables, matrices),
+                                     _diagnostics.SECTION_ID, "Complexity, portability")
             (tmp / "index.html").write_text(page, encoding="utf-8")
             manifest = {
                 "kind": REPORT_KIND, "title": title, "generated": generated,

@@ -319,16 +319,6 @@ def section(shown: Sequence[Shown], options: GalleryOptions) -> str:
             + "\n".join(parts) + f"\n<script>{SCRIPT}</script>\n</section>\n")
 
 
-def add_to_page(page: str, html_section: str) -> str:
-    """Put the gallery section into index.html (before the means, else at the end of
-    ``<main>``) and a link to it into the page's ``<nav>``."""
-    for anchor in ('<section id="means">', "</main>"):
-        if anchor in page:
-            page = page.replace(anchor, html_section + anchor, 1)
-            break
-    return page.replace("</nav>", '<a href="#gallery">Gallery</a></nav>', 1)
-
-
 def manifest(shown: Sequence[Shown]) -> list[dict]:
     """The gallery in ``report.json``: images, crop boxes and tiles (inf PSNR as null)."""
     from harness.check import _plain

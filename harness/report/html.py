@@ -197,6 +197,18 @@ def _plots_section(plots: Sequence[Plot], datasets: Sequence[str], folder_name: 
     return "\n".join(parts) or "<p class='muted'>No curve has values to plot.</p>"
 
 
+def add_section(page: str, html_section: str, section_id: str, label: str) -> str:
+    """Put a section into index.html (before the means, else at the end of ``<main>``)
+    and a link to it into the page's ``<nav>`` (nothing for an empty section)."""
+    if not html_section:
+        return page
+    for anchor in ('<section id="means">', "</main>"):
+        if anchor in page:
+            page = page.replace(anchor, html_section + anchor, 1)
+            break
+    return page.replace("</nav>", f'<a href="#{section_id}">{_e(label)}</a></nav>', 1)
+
+
 def render_html(*, title: str, facts: Sequence[tuple[str, str]], datasets: Sequence[str],
                 bd: Table, means: Table, per_image: Table, plots: Sequence[Plot],
                 info: RunSummary, files: Sequence[str] = (),
