@@ -160,9 +160,9 @@ def format_checks(checks: list[QualityCheck]) -> str:
 # themselves, not only the images the synthesis transform makes of them.
 _CROSS_WORKER = """
 import hashlib, json, sys, numpy as np, torch
-threads, name, options, quality, phase = (int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]),
+setting, name, options, quality, phase = (sys.argv[1], sys.argv[2], json.loads(sys.argv[3]),
                                           float(sys.argv[4]), sys.argv[5])
-torch.set_num_threads(threads)
+torch.set_num_threads(1 if setting == "cuda" else int(setting))
 import compressai.ans
 symbols = hashlib.sha256()
 
@@ -186,14 +186,15 @@ if phase == "encode":
 else:
     for source in sys.argv[6:]:
         symbols = hashlib.sha256()
-        np.save(source + f".dec{threads}.npy", codec.decode(open(source, "rb").read()))
-        open(source + f".sym{threads}", "w").write(symbols.hexdigest())
+        np.save(source + f".dec{setting}.npy", codec.decode(open(source, "rb").read()))
+        open(source + f".sym{setting}", "w").write(symbols.hexdigest())
 """
 
 
 @dataclass
 class CrossMatrix:
-    """Bytes from encoders at each thread count, decoded at each thread count.
+    """Bytes from encoders at each setting, decoded at each setting: a CPU thread count,
+    or ``"cuda"`` (the GPU, where there is one).
 
     ``max_error[(e, d)]``: the largest pixel difference between the image decoded with
     ``d`` threads from the bytes of the ``e``-thread encoder and the one decoded with
@@ -201,7 +202,7 @@ class CrossMatrix:
     ``latents[(e, d)]``: a digest of every symbol that decoder's rANS decoder returned
     (the entropy-decoded latents); None where the decoder failed.
     """
-    threads: list[int]
+    threads: list  # settings: thread counts (int) and "cuda"
     same_bytes: bool = True
     max_error: dict[tuple[int, int], int | None] = field(default_factory=dict)
     latents: dict[tuple[int, int], str | None] = field(default_factory=dict)
@@ -225,13 +226,16 @@ class CrossMatrix:
         return {"threads": self.threads, "same_bytes": self.same_bytes,
                 "max_error": [[e, d, err] for (e, d), err in self.max_error.items()],
                 "latents_differ": [list(pair) for pair in self.latents_differ()],
-                "device": "cpu", "machine": platform.machine(), "cpus": os.cpu_count(),
+                "gpu": torch.cuda.get_device_name() if "cuda" in self.threads else None,
+                "machine": platform.machine(), "cpus": os.cpu_count(),
                 "torch": torch.__version__}
 
 
-def _run_worker(threads: int, name: str, options: dict, quality, phase: str,
-                *paths: str) -> bool:
-    done = subprocess.run([sys.executable, "-c", _CROSS_WORKER, str(threads), name,
+def _run_worker(setting, name: str, options: dict, quality, phase: str, *paths: str) -> bool:
+    """Run the encoder or decoders in a fresh process on the CPU with ``setting`` threads,
+    or on the GPU (``"cuda"``)."""
+    options = options | {"device": "cuda" if setting == "cuda" else "cpu"}
+    done = subprocess.run([sys.executable, "-c", _CROSS_WORKER, str(setting), name,
                            json.dumps(options), str(float(quality)), phase, *paths],
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -241,8 +245,8 @@ def _run_worker(threads: int, name: str, options: dict, quality, phase: str,
 
 def cross_matrix(name: str, options: dict, quality, image: np.ndarray,
                  threads: list[int]) -> CrossMatrix:
-    """Encode ``image`` in a fresh process per thread count, then decode every stream in
-    a fresh process per thread count (torch.set_num_threads in each)."""
+    """Encode ``image`` in a fresh process per setting (thread count, or ``"cuda"``), then
+    decode every stream in a fresh process per setting (torch.set_num_threads in each)."""
     matrix = CrossMatrix(list(threads))
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "image.npy"
@@ -250,7 +254,7 @@ def cross_matrix(name: str, options: dict, quality, image: np.ndarray,
         streams = {t: Path(tmp) / f"enc{t}.bin" for t in threads}
         for t, stream in streams.items():
             if not _run_worker(t, name, options, quality, "encode", str(source), str(stream)):
-                raise RuntimeError(f"{name} could not encode with {t} threads")
+                raise RuntimeError(f"{name} could not encode at setting {t}")
         written = {stream.read_bytes() for stream in streams.values()}
         matrix.same_bytes = len(written) == 1
         for d in threads:
@@ -277,13 +281,13 @@ def cross_matrix(name: str, options: dict, quality, image: np.ndarray,
 def format_cross(name: str, matrix: CrossMatrix) -> str:
     """The matrix as a table: one row per encoder, one column per decoder."""
     lines = [f"{name}: bytes {'identical' if matrix.same_bytes else 'DIFFERENT'} across"
-             f" encoders at {', '.join(map(str, matrix.threads))} threads;"
+             f" encoders at {', '.join(map(str, matrix.threads))} (threads, or GPU);"
              " max pixel error against the decode at the encoder's thread count:",
-             "enc \\ dec  " + "".join(f"{d:>8d}" for d in matrix.threads)]
+             "enc \\ dec  " + "".join(f"{d!s:>8}" for d in matrix.threads)]
     for e in matrix.threads:
         cells = ("failed" if matrix.max_error[(e, d)] is None else str(matrix.max_error[(e, d)])
                  for d in matrix.threads)
-        lines.append(f"{e:9d}  " + "".join(f"{c:>8s}" for c in cells))
+        lines.append(f"{e!s:>9}  " + "".join(f"{c:>8s}" for c in cells))
     differ = [f"{e}->{d}" for e, d in matrix.latents_differ()]
     lines.append("entropy-decoded latents: " + (f"DIFFERENT ({', '.join(differ)})" if differ
                                                  else "identical across decoders"))
@@ -295,20 +299,24 @@ def format_cross(name: str, matrix: CrossMatrix) -> str:
 PORTABLE_MAX_ERROR = 1
 
 
-def default_threads() -> list[int]:
-    """1, 2 and all of the machine's threads."""
-    return sorted({1, 2, os.cpu_count() or 1})
+def default_threads() -> list:
+    """1, 2 and all of the machine's threads, and "cuda" where PyTorch sees a GPU."""
+    import torch
+
+    gpu = ["cuda"] if torch.cuda.is_available() else []  # the CPU-GPU column (untested here)
+    return sorted({1, 2, os.cpu_count() or 1}) + gpu
 
 
 def portable_failures(name: str, matrix: CrossMatrix) -> list[str]:
     """Why the matrix is not portable (nothing when it is)."""
     worst = matrix.worst()
     if worst is None:
-        return [f"{name}: a decoder failed on another thread count's bytes"]
+        return [f"{name}: a decoder failed on bytes written at another thread count or"
+                " device"]
     if matrix.latents_differ():
-        return [f"{name}: the entropy decoder returned other latents on another thread"
-                " count's bytes"]
+        return [f"{name}: the entropy decoder returned other latents on bytes written at"
+                " another thread count or device"]
     if worst > PORTABLE_MAX_ERROR:
         return [f"{name}: decoded images differ by up to {worst} levels across thread"
-                f" counts (at most {PORTABLE_MAX_ERROR} allowed)"]
+                f" counts or devices (at most {PORTABLE_MAX_ERROR} allowed)"]
     return []

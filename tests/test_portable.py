@@ -37,6 +37,21 @@ def test_entroformer_thread_matrix(name, entroformer_files, sample_pixels):
     assert not matrix.latents_differ() and len(matrix.latents) == 4, format_cross(name, matrix)
 
 
+def test_the_gpu_column_runs_the_codec_on_the_gpu(entroformer_files, sample_pixels):
+    """Where PyTorch sees a GPU, the matrix gains a "cuda" setting: bytes written on the
+    GPU decode on the CPU and the other way round. Without one (this machine), the
+    setting still reaches the codec as its device, which refuses it."""
+    image = np.ascontiguousarray(sample_pixels[100:164, 200:264])
+    options = {"checkpoint": str(entroformer_files["entroformer"])}
+    if torch.cuda.is_available():
+        matrix = cross_matrix("entroformer", options, 1, image, [1, "cuda"])
+        assert matrix.worst() is not None and matrix.worst() <= 1, format_cross("gpu", matrix)
+        assert not matrix.latents_differ(), format_cross("gpu", matrix)
+    else:
+        with pytest.raises(RuntimeError, match="could not encode at setting cuda"):
+            cross_matrix("entroformer", options, 1, image, [1, "cuda"])
+
+
 @pytest.mark.parametrize("na", ["unidirectional", "bidirectional"])
 def test_entroformer_tables_survive_last_bit_differences(na, monkeypatch):
     """A decoder whose entropy parameters differ from the encoder's in the last bits

@@ -206,9 +206,9 @@ def add_parsers(commands) -> None:
                              " check (default 10 %%)")
     verify.add_argument("--device", metavar="DEVICE")
     verify.add_argument("--cross", action="store_true",
-                        help="also decode each thread count's bytes with the others (fresh"
-                             " processes at 1, 2 and all threads), print the matrix and"
-                             " record it in --store, whose report shows it")
+                        help="also decode the bytes written at 1, 2 and all threads (and on"
+                             " the GPU, if any) at each of them in fresh processes, print the"
+                             " matrix and record it in --store, whose report shows it")
     verify.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH",
                         help=f"where --cross records its matrix (default: {DEFAULT_STORE})")
     verify.add_argument("--lenient", action="store_true",

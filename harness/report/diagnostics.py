@@ -65,7 +65,8 @@ def portability_table(records: Sequence[dict]) -> Table:
             "latents": "differ" if m["latents_differ"] else "identical",
             "max_error": None if None in errors else max(errors, default=0),
             "verdict": "; ".join(m.get("failures", [])) or "portable",
-            "machine": f"{m['machine']}, {m['cpus']} CPUs, torch {m['torch']}",
+            "machine": f"{m['machine']}, {m['cpus']} CPUs"
+                       + (f", {m['gpu']}" if m.get("gpu") else "") + f", torch {m['torch']}",
             "measured": record["measured"]})
     columns = (Column("codec", "codec"), Column("quality", "q", 0),
                Column("threads", "threads"), Column("bytes", "bytes across encoders"),
@@ -74,10 +75,10 @@ def portability_table(records: Sequence[dict]) -> Table:
                Column("machine", "machine", latex=False),
                Column("measured", "measured", latex=False))
     return Table("portability", "Portability", pd.DataFrame(rows, columns=[c.key for c in columns]),
-                 columns, caption="harness verify --cross: bytes written with each thread count,"
-                 " each decoded in a fresh process with each thread count; the pixel error is"
-                 " against the decode at the encoder's own thread count (1 level allowed: the"
-                 " synthesis transform's rounding).")
+                 columns, caption="harness verify --cross: bytes written with each thread count"
+                 " (and on the GPU, where there is one), each decoded in a fresh process with"
+                 " each of them; the pixel error is against the decode at the encoder's own"
+                 " setting (1 level allowed: the synthesis transform's rounding).")
 
 
 def _matrix(record: dict) -> str:
