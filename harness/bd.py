@@ -44,6 +44,7 @@ values, for instance through :func:`msssim_to_db`. BD-rate depends on the qualit
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -59,6 +60,7 @@ __all__ = [
     "BDWarning",
     "bd_psnr",
     "bd_rate",
+    "bd_rate_many",
     "msssim_to_db",
 ]
 
@@ -183,6 +185,53 @@ def bd_rate(
         x_is_rate=False, method=method, metric="BD-rate", min_overlap=min_overlap,
     )
     return float((10.0**delta - 1.0) * 100.0)
+
+
+def bd_rate_many(anchor_rate, anchor_quality, test_rate, test_quality, method: str = "pchip",
+                 *, min_spacing: float = MIN_RATE_SPACING,
+                 min_overlap: float = MIN_OVERLAP) -> np.ndarray:
+    """:func:`bd_rate` of many curve pairs at once: row ``i`` of each 2-D array (pairs x
+    points) is one pair. NaN where :func:`bd_rate` would refuse the pair or return NaN
+    (its guards, no overlap); no warnings. Vectorised for pchip, the default (a bootstrap
+    interval needs a thousand BD-rates); other methods call :func:`bd_rate` per row."""
+    method = _check_method(method)
+    rows = [np.atleast_2d(np.asarray(a, dtype=float))
+            for a in (anchor_rate, anchor_quality, test_rate, test_quality)]
+    if method != "pchip" or min(a.shape[1] for a in rows) < _MIN_POINTS[method]:
+        out = np.full(len(rows[0]), math.nan)
+        for i, pair in enumerate(zip(*rows)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", BDWarning)
+                with contextlib.suppress(BDInputError):
+                    out[i] = bd_rate(*pair, method=method, min_spacing=min_spacing,
+                                     min_overlap=min_overlap)
+        return out
+    with np.errstate(all="ignore"):  # refused rows compute garbage, masked at the end
+        (ar, aq), (tr, tq) = (_by_rate(*rows[:2]), _by_rate(*rows[2:]))
+        valid = _usable(ar, aq, min_spacing) & _usable(tr, tq, min_spacing)
+        lo = np.maximum(aq.min(axis=1), tq.min(axis=1))
+        hi = np.minimum(aq.max(axis=1), tq.max(axis=1))
+        covered = (aq.min(axis=1) <= tq.min(axis=1)) & (aq.max(axis=1) >= tq.max(axis=1))
+        share = (hi - lo) / (tq.max(axis=1) - tq.min(axis=1))
+        valid &= (hi > lo) & (covered | (share >= min_overlap))
+        integrals = [_hermite_integral(q, np.log10(r), _pchip_slopes(q, np.log10(r)), lo, hi)
+                     for r, q in ((tr, tq), (ar, aq))]
+        delta = (integrals[0] - integrals[1]) / (hi - lo)
+        return np.where(valid, (10.0**delta - 1.0) * 100.0, math.nan)
+
+
+def _by_rate(rate: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's points sorted by rate."""
+    order = np.argsort(rate, axis=1, kind="stable")
+    return np.take_along_axis(rate, order, 1), np.take_along_axis(quality, order, 1)
+
+
+def _usable(rate: np.ndarray, quality: np.ndarray, min_spacing: float) -> np.ndarray:
+    """Per row (sorted by rate): what :func:`bd_rate`'s guards accept."""
+    return (np.isfinite(rate).all(axis=1) & np.isfinite(quality).all(axis=1)
+            & (rate > 0).all(axis=1) & (np.diff(rate, axis=1) > 0).all(axis=1)
+            & (rate[:, 1:] / rate[:, :-1] - 1.0 >= min_spacing).all(axis=1)
+            & (np.diff(quality, axis=1) > 0).all(axis=1))
 
 
 def bd_psnr(
@@ -433,28 +482,31 @@ def _integral(x: np.ndarray, y: np.ndarray, method: str, lo: float, hi: float) -
     return _hermite_integral(x, y, slopes, lo, hi)
 
 
-def _pchip_end_slope(h0: float, h1: float, m0: float, m1: float) -> float:
+def _pchip_end_slope(h0, h1, m0, m1):
+    """The three-point end rule, element-wise over rows of curves."""
     d = ((2.0 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
-    if np.sign(d) != np.sign(m0):
-        return 0.0
-    if np.sign(m0) != np.sign(m1) and abs(d) > 3.0 * abs(m0):
-        return 3.0 * m0
-    return d
+    d = np.where(np.sign(d) != np.sign(m0), 0.0, d)
+    return np.where((np.sign(m0) != np.sign(m1)) & (np.abs(d) > 3.0 * np.abs(m0)), 3.0 * m0, d)
 
 
 def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    h = np.diff(x)
-    m = np.diff(y) / h
-    if len(x) == 2:
-        return np.array([m[0], m[0]])
+    """Fritsch-Carlson knot slopes of one curve (1-D) or of each row (2-D, one curve per
+    row, as many points in each)."""
+    if x.ndim == 1:
+        return _pchip_slopes(x[None], y[None])[0]
+    h = np.diff(x, axis=1)
+    m = np.diff(y, axis=1) / h
+    if x.shape[1] == 2:
+        return np.concatenate([m, m], axis=1)
     d = np.zeros_like(y)
-    left, right = m[:-1], m[1:]
-    w1 = 2.0 * h[1:] + h[:-1]
-    w2 = h[1:] + 2.0 * h[:-1]
+    left, right = m[:, :-1], m[:, 1:]
+    w1 = 2.0 * h[:, 1:] + h[:, :-1]
+    w2 = h[:, 1:] + 2.0 * h[:, :-1]
     ok = (np.sign(left) == np.sign(right)) & (left != 0) & (right != 0)
-    d[1:-1][ok] = (w1[ok] + w2[ok]) / (w1[ok] / left[ok] + w2[ok] / right[ok])
-    d[0] = _pchip_end_slope(h[0], h[1], m[0], m[1])
-    d[-1] = _pchip_end_slope(h[-1], h[-2], m[-1], m[-2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d[:, 1:-1] = np.where(ok, (w1 + w2) / (w1 / left + w2 / right), 0.0)
+    d[:, 0] = _pchip_end_slope(h[:, 0], h[:, 1], m[:, 0], m[:, 1])
+    d[:, -1] = _pchip_end_slope(h[:, -1], h[:, -2], m[:, -1], m[:, -2])
     return d
 
 
@@ -480,16 +532,20 @@ def _akima_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return slopes
 
 
-def _hermite_integral(x: np.ndarray, y: np.ndarray, d: np.ndarray, lo: float, hi: float) -> float:
-    """Exact integral over [lo, hi] of the cubic Hermite interpolant with knot slopes d."""
-    h = np.diff(x)
-    delta = np.diff(y) / h
-    c2 = (3.0 * delta - 2.0 * d[:-1] - d[1:]) / h
-    c3 = (d[:-1] - 2.0 * delta + d[1:]) / h**2
-    a = np.clip(lo, x[:-1], x[1:]) - x[:-1]
-    b = np.clip(hi, x[:-1], x[1:]) - x[:-1]
+def _hermite_integral(x: np.ndarray, y: np.ndarray, d: np.ndarray, lo, hi):
+    """Exact integral over [lo, hi] of the cubic Hermite interpolant with knot slopes d:
+    of one curve (1-D, a float) or of each row (2-D, ``lo`` and ``hi`` one per row)."""
+    if x.ndim == 1:
+        return float(_hermite_integral(x[None], y[None], d[None], np.atleast_1d(lo),
+                                       np.atleast_1d(hi))[0])
+    h = np.diff(x, axis=1)
+    delta = np.diff(y, axis=1) / h
+    c2 = (3.0 * delta - 2.0 * d[:, :-1] - d[:, 1:]) / h
+    c3 = (d[:, :-1] - 2.0 * delta + d[:, 1:]) / h**2
+    a = np.clip(np.asarray(lo)[:, None], x[:, :-1], x[:, 1:]) - x[:, :-1]
+    b = np.clip(np.asarray(hi)[:, None], x[:, :-1], x[:, 1:]) - x[:, :-1]
 
     def prim(s: np.ndarray) -> np.ndarray:
-        return s * (y[:-1] + s * (d[:-1] / 2.0 + s * (c2 / 3.0 + s * c3 / 4.0)))
+        return s * (y[:, :-1] + s * (d[:, :-1] / 2.0 + s * (c2 / 3.0 + s * c3 / 4.0)))
 
-    return float(np.sum(prim(b) - prim(a)))
+    return np.sum(prim(b) - prim(a), axis=1)

@@ -17,8 +17,8 @@ curves have only their means, so they get NaN with the reason ``no-per-image-dat
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -39,19 +39,41 @@ def describe(resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL)
             f" seed {seed}); '~' marks an interval that spans 0")
 
 
-def _images(curve: Curve, metric: str) -> pd.DataFrame | None:
-    """Images x qualities of ``curve``: rate and the value the metric averages, with
-    only images measured at every quality with finite values (None: no rows)."""
+@dataclass
+class _Grid:
+    """A measured curve's images x qualities: mean rate and mean averaged value of each
+    image at each quality, for the images measured at every quality (sorted by hash)."""
+
+    images: np.ndarray
+    rate: np.ndarray  # images x qualities
+    value: np.ndarray
+
+    def rows(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        where = np.searchsorted(self.images, images)
+        return self.rate[where], self.value[where]
+
+
+def _images(curve: Curve, metric: str) -> _Grid | None:
+    """The curve's :class:`_Grid` for ``metric`` (None: no per-image rows)."""
     if curve.per_image is None or curve.per_image.empty:
         return None
-    value = "psnr" if metric == "psnr" else (
+    column = "psnr" if metric == "psnr" else (
         "ms_ssim" if curve.aggregate == "mean-linear" else "ms_ssim_db")
-    rows = curve.per_image[["image_hash", "quality", "bpp", value]].astype(
-        {"bpp": float, value: float}).rename(columns={value: "value"})
-    rows = rows[np.isfinite(rows["bpp"]) & np.isfinite(rows["value"]) & (rows["bpp"] > 0)]
-    table = rows.pivot_table(index="image_hash", columns="quality", values=["bpp", "value"],
-                             aggfunc="mean")
-    return table.dropna()
+    rows = curve.per_image
+    bpp, value = (rows[c].to_numpy(dtype=float) for c in ("bpp", column))
+    keep = np.isfinite(bpp) & np.isfinite(value) & (bpp > 0)
+    images, image = np.unique(rows["image_hash"].to_numpy()[keep], return_inverse=True)
+    qualities, quality = np.unique(rows["quality"].to_numpy(dtype=float)[keep],
+                                   return_inverse=True)
+    shape = (len(images), len(qualities))
+    count, rate_sum, value_sum = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    np.add.at(count, (image, quality), 1)
+    np.add.at(rate_sum, (image, quality), bpp[keep])
+    np.add.at(value_sum, (image, quality), value[keep])
+    complete = (count > 0).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        return _Grid(images[complete], (rate_sum / count)[complete],
+                     (value_sum / count)[complete])
 
 
 def _quality(curve: Curve, metric: str, means: np.ndarray) -> np.ndarray:
@@ -62,15 +84,6 @@ def _quality(curve: Curve, metric: str, means: np.ndarray) -> np.ndarray:
     return means
 
 
-def _bd_or_nan(anchor_rd, test_rd, method: str, guards: dict) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bd.BDWarning)
-        try:
-            return bd.bd_rate(*anchor_rd, *test_rd, method=method, **guards)
-        except bd.BDInputError:
-            return math.nan
-
-
 def bootstrap_interval(curve: Curve, anchor: Curve, metric: str, method: str = "pchip",
                        resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL,
                        **guards) -> tuple[float, float, str]:
@@ -79,23 +92,24 @@ def bootstrap_interval(curve: Curve, anchor: Curve, metric: str, method: str = "
     test, reference = _images(curve, metric), _images(anchor, metric)
     if test is None or reference is None:
         return math.nan, math.nan, "no-per-image-data"
-    common = test.index.intersection(reference.index)
+    common = np.intersect1d(test.images, reference.images)
     if len(common) < 2:
         return math.nan, math.nan, "too-few-common-images"
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(common), size=(resamples, len(common)))
-    weights = np.stack([np.bincount(p, minlength=len(common)) for p in picks]) / len(common)
+    # how often each resample draws each image: one bincount over all resamples at once
+    offsets = (picks + len(common) * np.arange(resamples)[:, None]).ravel()
+    weights = np.bincount(offsets, minlength=resamples * len(common)).reshape(
+        resamples, len(common)) / len(common)
 
-    def means(table: pd.DataFrame, which: Curve):
-        rows = table.loc[common]
-        return (weights @ rows["bpp"].to_numpy(),
-                _quality(which, metric, weights @ rows["value"].to_numpy()))
+    def means(grid: _Grid, which: Curve):
+        rate, value = grid.rows(common)
+        return weights @ rate, _quality(which, metric, weights @ value)
 
     (test_rate, test_quality), (anchor_rate, anchor_quality) = means(test, curve), means(
         reference, anchor)
-    values = np.array([_bd_or_nan((anchor_rate[b], anchor_quality[b]),
-                                  (test_rate[b], test_quality[b]), method, guards)
-                       for b in range(resamples)])
+    values = bd.bd_rate_many(anchor_rate, anchor_quality, test_rate, test_quality, method,
+                             **guards)
     valid = values[np.isfinite(values)]
     if len(valid) < MIN_VALID_SHARE * resamples:
         return math.nan, math.nan, "bootstrap-refused"
@@ -143,13 +157,13 @@ def per_image_bd(curves: Sequence[Curve], anchor: str, metric: str = "psnr",
         test, base = _images(curve, metric), _images(reference, metric)
         if test is None or base is None:
             continue
-        for image in test.index.intersection(base.index):
-            test_rd = (test.loc[image, "bpp"].to_numpy(),
-                       _quality(curve, metric, test.loc[image, "value"].to_numpy()))
-            base_rd = (base.loc[image, "bpp"].to_numpy(),
-                       _quality(reference, metric, base.loc[image, "value"].to_numpy()))
-            rows.append({"dataset": curve.dataset, "codec": curve.label,
-                         "anchor": reference.label, "metric": metric, "image_hash": image,
-                         "bd_rate": _bd_or_nan(base_rd, test_rd, method, guards)})
+        common = np.intersect1d(test.images, base.images)
+        test_rate, test_value = test.rows(common)
+        base_rate, base_value = base.rows(common)
+        rates = bd.bd_rate_many(base_rate, _quality(reference, metric, base_value), test_rate,
+                                _quality(curve, metric, test_value), method, **guards)
+        rows += [{"dataset": curve.dataset, "codec": curve.label, "anchor": reference.label,
+                  "metric": metric, "image_hash": image, "bd_rate": float(rate)}
+                 for image, rate in zip(common, rates)]
     return pd.DataFrame(rows, columns=["dataset", "codec", "anchor", "metric", "image_hash",
                                        "bd_rate"])

@@ -536,3 +536,34 @@ def test_shipped_literature_comparisons_pass_the_default_guards():
             assert refused.empty, refused[["dataset", "codec", "metric", "warning"]]
             compared += len(table)
     assert compared > 300
+
+
+def test_many_bd_rates_at_once_equal_one_at_a_time():
+    """bd_rate_many (vectorised for pchip, which bootstrap intervals use) gives what
+    bd_rate gives pair by pair, NaN where bd_rate refuses a pair or returns NaN."""
+    rng = np.random.default_rng(1)
+    pairs, points = 400, 4
+    rate = np.sort(rng.uniform(0.1, 2.0, (2, pairs, points)), axis=2)
+    quality = 30 + 8 * np.log2(rate) + rng.normal(0, 0.4, (2, pairs, points))
+    rate[0, :5] = rate[0, :5, ::-1]  # unsorted input is sorted, as bd_rate does
+    quality[0, :5] = quality[0, :5, ::-1]
+    rate[1, 5, 2] = rate[1, 5, 1] * 1.001  # closer than the least spacing
+    quality[1, 6, 3] = np.nan
+    quality[1, 7] += 40  # no overlap
+    quality[1, 8] += 0.8 * (quality[1, 8].max() - quality[1, 8].min())  # low overlap
+    for method in ("pchip", "akima", "cubic"):
+        many = bd.bd_rate_many(rate[0], quality[0], rate[1], quality[1], method)
+        one = []
+        for i in range(pairs):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", bd.BDWarning)
+                try:
+                    one.append(bd.bd_rate(rate[0, i], quality[0, i], rate[1, i], quality[1, i],
+                                          method))
+                except bd.BDInputError:
+                    one.append(math.nan)
+        one = np.array(one)
+        assert np.array_equal(np.isnan(many), np.isnan(one)), method
+        assert np.isnan(one).sum() >= 5 and np.isfinite(one).sum() > pairs // 2
+        np.testing.assert_allclose(many[np.isfinite(one)], one[np.isfinite(one)], rtol=0,
+                                   atol=1e-9)
