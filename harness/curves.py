@@ -204,8 +204,8 @@ def _per_image_rows(frame: pd.DataFrame, rate: str) -> dict[tuple, pd.DataFrame]
     ``bpp`` in ``rate``."""
     frame = frame[frame["error"].isna()].copy()
     frame["bpp"] = frame[RATE_COLUMN[rate]]
-    columns = ["image_hash", "quality", "bpp", "psnr", "ms_ssim", "ms_ssim_db"]
-    return {key: group[columns].reset_index(drop=True)
+    columns = ["image_hash", "image_id", "quality", "bpp", "psnr", "ms_ssim", "ms_ssim_db"]
+    return {key: group.reindex(columns=columns).reset_index(drop=True)
             for key, group in frame.groupby(["dataset", "codec", "codec_fingerprint"])}
 
 

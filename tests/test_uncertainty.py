@@ -89,3 +89,35 @@ def test_bd_ci_on_the_command_line(store):
         bad = run_cli("bd", "--store", str(store), "--ci", *bad_option)
         assert bad.returncode == 2 and bad_option[0] in bad.stderr, bad.stderr
         assert "Traceback" not in bad.stderr
+
+
+def test_the_report_shows_the_intervals_and_each_images_bd_rate(store, tmp_path):
+    """The report's BD table carries the same intervals as `harness bd --ci` (1000
+    resamples, seed 0, stated in the caption) and a section draws each image's own
+    BD-rate; the per-image values are in tables/per_image_bd.csv."""
+    out = tmp_path / "report"
+    done = run_cli("report", "--store", str(store), "--out", str(out), "--anchor", "jpeg",
+                   "--no-published")
+    assert done.returncode == 0, done.stderr
+    expected = api.bd_table(store=store, anchor="jpeg", ci=True, published=False)
+    wide = pd.read_csv(out / "tables" / "bd.csv")
+    webp = wide[wide["codec"] == "webp"].iloc[0]
+    for metric in ("psnr", "ms-ssim"):
+        row = expected[(expected["codec"] == "webp") & (expected["metric"] == metric)].iloc[0]
+        assert webp[f"ci_{metric}"] == f"[{row.ci_low:.2f}, {row.ci_high:.2f}]"
+    caption = (out / "tables" / "bd.md").read_text()
+    assert "95 % bootstrap over images (1000 resamples, seed 0)" in caption
+    assert "95 % interval PSNR" in caption
+    per_image = pd.read_csv(out / "tables" / "per_image_bd.csv")
+    jpeg, webp_curve = _curves(store)
+    direct = per_image_bd([jpeg, webp_curve], "jpeg", "psnr")
+    assert sorted(per_image["image_id"]) == sorted(
+        ["astronaut.png", "chelsea.png", "coffee.png", "rocket.png"])
+    merged = per_image.merge(direct, on="image_hash", suffixes=("", "_direct"))
+    assert len(merged) == 4
+    assert merged["bd_rate"].to_numpy() == pytest.approx(merged["bd_rate_direct"].to_numpy())
+    page = (out / "index.html").read_text()
+    section = page.split('<section id="per-image-bd">')[1].split("</section>")[0]
+    assert "<svg" in section and "4 images, 1 curves against jpeg" in section
+    assert '<a href="#per-image-bd">' in page
+    assert (out / "plots" / "sample_per_image_bd.png").stat().st_size > 1000

@@ -188,6 +188,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
             target bpp, crop size); default: its defaults.
     """
     from harness import curves as _curves
+    from harness import uncertainty as _uncertainty
     from harness.aggregate import summarize
     from harness.store import ResultsStore
 
@@ -241,11 +242,13 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
 
     from harness.report import html as _html  # matplotlib: only when rendering
     from harness.report import plots as _plots
+    from harness.report import spread as _spread
 
     with stage("bd"):
         guards = {k: v for k, v in (("min_overlap", min_overlap), ("min_spacing", min_spacing))
                   if v is not None}
         bd = _curves.bd_table(curves, anchor=anchor, method=method, **guards)
+        bd = _uncertainty.add_intervals(bd, curves, method, **guards)  # measured curves only
         anchors = _anchors(curves, bd, anchor, _curves.default_anchor)
         for dataset, name in anchors.items():
             # a BD anchor looked up outside ``curves`` (a published VTM, say) is drawn too
@@ -253,12 +256,15 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
                 found = _curves.find_curve(name, dataset, curves)
                 if found is not None:
                     curves.append(found)
+        spread_rates = _spread.per_image_rates(curves, anchors, method, **guards)
 
     with stage("tables"):
         latest = _tables.latest_fingerprints(frame)
         means = _tables.means_table(summary, latest, conventions)
         origins = {(c.dataset, c.label): c.origin for c in curves}
-        bd_table = _tables.bd_summary_table(bd, method, origins, conventions)
+        bd_table = _tables.bd_summary_table(bd, method, origins, conventions,
+                                            bd.attrs.get("ci", ""))
+        spread_table = _spread.table(spread_rates) if len(spread_rates) else None
         per_image = _tables.per_image_table(frame)
         matrices = [f for f in findings if f["kind"] == "portability"]
         profiles = [f for f in findings if f["kind"] == "profile"]
@@ -275,13 +281,16 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         tmp.mkdir()
         with stage("write tables"):
             files = []
-            for table in (means, bd_table, per_image, points, *filter(None, codec_tables)):
-                files += _tables.write_table(table, tmp / "tables")
+            for table in (means, bd_table, per_image, points, spread_table,
+                          *codec_tables):
+                if table is not None:
+                    files += _tables.write_table(table, tmp / "tables")
         with stage("plots"):
             optional = None if include_published is True else (lambda curve: False)
             plots = _plots.render_plots(curves, anchors, tmp / "plots", optional=optional,
                                         cache=cache)
             info.notes.extend(_left_out_notes(plots))
+            spreads = _spread.render(spread_rates, tmp / "plots")
         with stage("gallery"):
             shown, gallery_notes = _gallery.render(picks, store_file, tmp, gallery)
             info.notes.extend(gallery_notes)
@@ -300,6 +309,8 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
                 files=["summary.md"] + relative)
             page = _html.add_section(page, _gallery.section(shown, gallery), "gallery",
                                      "Gallery")
+            page = _html.add_section(page, _spread.section(spreads, "plots"),
+                                     _spread.SECTION_ID, "BD-rate per image")
             page = _html.add_section(page, _diagnostics.section(*codec_tables, matrices),
                                      _diagnostics.SECTION_ID, "Complexity, portability")
             (tmp / "index.html").write_text(page, encoding="utf-8")

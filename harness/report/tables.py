@@ -354,10 +354,13 @@ def bd_wide(bd: pd.DataFrame) -> pd.DataFrame:
     out = bd[keys].drop_duplicates().reset_index(drop=True) if len(bd) else pd.DataFrame(
         columns=keys)
     for metric in metrics:
-        part = bd[bd["metric"] == metric][keys + ["bd_rate", "bd_quality", "points"]]
+        part = bd[bd["metric"] == metric]
+        part = part[keys + ["bd_rate", "bd_quality", "points"]].assign(
+            **({"ci": [interval_text(lo, hi) for lo, hi in zip(part["ci_low"], part["ci_high"])]}
+               if "ci_low" in bd else {}))
         part = part.rename(columns={"bd_rate": f"bd_rate_{metric}",
                                     "bd_quality": f"bd_quality_{metric}",
-                                    "points": f"points_{metric}"})
+                                    "points": f"points_{metric}", "ci": f"ci_{metric}"})
         out = out.merge(part, on=keys, how="left")
     warnings, reasons = [], []
     for row in out.itertuples(index=False):
@@ -374,12 +377,23 @@ def bd_wide(bd: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def bd_columns(metrics: Sequence[str]) -> tuple[Column, ...]:
+def interval_text(low: float, high: float) -> str:
+    """A BD-rate interval as the tables show it: "[low, high]", "~" when it spans 0."""
+    from harness.uncertainty import spans_zero
+
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    return f"[{low:.2f}, {high:.2f}]" + ("~" if spans_zero(low, high) else "")
+
+
+def bd_columns(metrics: Sequence[str], intervals: bool = False) -> tuple[Column, ...]:
     cols = [Column("dataset", "dataset"), Column("anchor", "anchor"), Column("codec", "codec"),
             Column("origin", "origin")]
     for metric in metrics:
         label = METRIC_LABELS.get(metric, metric)
         cols.append(Column(f"bd_rate_{metric}", f"BD-rate {label} (%)", 2, "min"))
+        if intervals:
+            cols.append(Column(f"ci_{metric}", f"95 % interval {label}"))
         cols.append(Column(f"bd_quality_{metric}", f"BD-{label} (dB)", 3, "max"))
     for metric in metrics:
         label = METRIC_LABELS.get(metric, metric)
@@ -394,7 +408,7 @@ ORIGIN_ORDER = {"measured": 0, "imported": 1, "published": 2}
 
 def bd_summary_table(bd: pd.DataFrame, method: str = "pchip",
                      origins: dict[tuple[str, str], str] | None = None,
-                     conventions: str = "") -> Table:
+                     conventions: str = "", interval: str = "") -> Table:
     """BD-rate (lowest best) and BD quality (highest best) per codec, per dataset.
 
     ``origins`` maps (dataset, curve name) to the curve's origin; rows are sorted by
@@ -408,11 +422,14 @@ def bd_summary_table(bd: pd.DataFrame, method: str = "pchip",
     rank = wide["origin"].map(ORIGIN_ORDER).fillna(len(ORIGIN_ORDER))
     wide = (wide.assign(_rank=rank).sort_values(["dataset", "_rank", "codec"], kind="stable")
             .drop(columns="_rank").reset_index(drop=True))
-    return Table("bd", "Bjøntegaard deltas", wide, bd_columns(metrics), group_by=("dataset",),
+    return Table("bd", "Bjøntegaard deltas", wide, bd_columns(metrics, "ci_low" in bd),
+                 group_by=("dataset",),
                  caption=f"Against the anchor of each dataset, {method} interpolation; "
                          "negative BD-rate = fewer bits for the same quality. Best per "
                          "dataset in bold; reason: why a value is missing or partial"
-                         f" (METRIC:CODE). {conventions}".rstrip())
+                         f" (METRIC:CODE). {conventions}".rstrip().rstrip(".") + "."
+                         + (" BD-rate intervals (curves with per-image rows only):"
+                            f" {interval.removeprefix('interval: ')}." if interval else ""))
 
 
 PER_IMAGE_COLUMNS = (
