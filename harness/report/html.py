@@ -47,6 +47,7 @@ figure svg { width: 100%; height: auto; display: block; }
                align-items: center; margin: 2px 0 4px; }
 .rd-controls select { font: inherit; }
 .rd-plot { height: 460px; }
+.plots figure.wide { grid-column: 1 / -1; }
 figcaption { font-size: 12px; color: var(--muted); }
 figcaption a { color: var(--accent); }
 .scroll { overflow-x: auto; max-width: 100%; }
@@ -207,7 +208,8 @@ def _plots_section(plots: Sequence[Plot], datasets: Sequence[str], folder_name: 
                 ' width="100%"></noscript>'
                 f"<figcaption>{_e(dataset)}: {_e(label)} vs bpp; the static plot draws "
                 f"{len(plot.curves)} curves{_left_out(plot)}. A click on a legend entry hides"
-                " or shows its curve. Column-width files: "
+                " or shows its curve, a double click shows it alone; drag to zoom, double"
+                " click to zoom out. Column-width files: "
                 f'<a href="{png}">PNG</a> · <a href="{folder_name}/{plot.svg.name}">SVG</a> · '
                 f'<a href="{folder_name}/{plot.pdf.name}">PDF</a></figcaption></figure>')
         parts.append(f"<h3>{_e(dataset)}</h3>\n<div class='plots'>{''.join(figures)}</div>")

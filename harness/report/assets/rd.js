@@ -14,7 +14,8 @@
     });
     return;
   }
-  var CONFIG = {responsive: true, displaylogo: false};
+  var CONFIG = {responsive: true, displaylogo: false, showTips: false};
+  var CROWDED = 12;  // curves from which a plot takes the page's whole width
 
   function traces(set, metric, label, hidden) {
     var out = [];
@@ -57,6 +58,7 @@
     var set = data.datasets[name];
     if (!set) { return; }
     var plot = fig.querySelector(".rd-plot");
+    if (set.curves.length > CROWDED) { fig.classList.add("wide"); }  // room for the legend
     var select = fig.querySelector(".rd-metric");
     var log = fig.querySelector(".rd-log");
     set.metrics.forEach(function (m) {
