@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import harness.report as report_pkg
 from harness.errors import HarnessError
 from harness.report import build_report, interactive
 from harness.report import plots as report_plots
@@ -102,6 +103,10 @@ def test_bundle_is_linked_from_the_previous_report_or_copied(tmp_path, monkeypat
     assert fresh.stat().st_ino != copy.stat().st_ino
     assert fresh.read_bytes() == source.read_bytes()
 
+    # a new plotly or page script renders the report again
+    sources = report_pkg.render_sources()
+    assert source in sources and interactive.SCRIPT in sources
+
     monkeypatch.setattr(interactive.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(HarnessError, match=r"pip install 'plotly>=5.0'"):
         interactive.write_bundle(tmp_path)
@@ -140,15 +145,18 @@ def test_log_rate_option_of_the_static_and_interactive_plots(real_store, tmp_pat
     out = tmp_path / "report"
     build_report(real_store, out, anchor="jpeg")
     linear = {p.name: p.read_bytes() for p in (out / "plots").glob("*.pdf")}
-    # the same folder again with --log-rate: the option is part of the content hash
-    done = run_cli("report", "--store", str(real_store), "--out", str(out), "--anchor",
-                   "jpeg", "--log-rate")
-    assert done.returncode == 0, done.stderr
+    # the same folder again with log_rate: the option is part of the content hash
+    build_report(real_store, out, anchor="jpeg", log_rate=True)
     assert json.loads((out / "report.json").read_text())["log_rate"] is True
     assert '"log":true' in (out / "index.html").read_text()
     logged = {p.name: p.read_bytes() for p in (out / "plots").glob("*.pdf")}
     assert set(logged) == set(linear) and len(linear) == 2
     assert all(logged[name] != linear[name] for name in linear)
+
+    done = run_cli("report", "--store", str(real_store), "--out", str(tmp_path / "cli"),
+                   "--log-rate")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "cli" / "report.json").read_text())["log_rate"] is True
 
 
 # --- the page in a real browser, driven over the DevTools protocol ------------------------
