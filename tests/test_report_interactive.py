@@ -355,6 +355,29 @@ def test_page_plots_respond_in_headless_chromium(real_report, tmp_path):
     assert {"zoom", "pan"} <= set(seen["modebar"])
 
 
+def test_crowded_plot_and_names_with_markup_in_headless_chromium(real_store, tmp_path):
+    """A dataset of many curves gets plots of the page's width; a curve's name is shown
+    as written, never read as markup (no link, no bold)."""
+    _needs_browser()
+    dataset = _report._photos_id(real_store)
+    names = [f"<b>m{i}</b>" for i in range(11)] + ['<a href="https://example.com/">x</a>']
+    extra = [make_curve(name, dataset, "imported", [0.2, 0.5, 1.0], [29.0 + i, 32.0 + i,
+                                                                     35.0 + i])
+             for i, name in enumerate(names)]
+    out = build_report(real_store, tmp_path / "report", anchor="jpeg", extra_curves=extra)
+    seen = {}
+
+    async def steps(b: Browser):
+        seen["wide"] = await b.js("document.querySelectorAll('figure.rd.wide').length")
+        seen["legend"] = await b.js(f"{PLOT}.querySelector('.legend').textContent")
+        seen["tags"] = await b.js(f"{PLOT}.querySelectorAll('.legend a, .legend b').length")
+
+    assert _drive(out, tmp_path / "profile", steps) == []
+    assert seen["wide"] == 2 and seen["tags"] == 0
+    assert '<b>m3</b> [imported]' in seen["legend"]
+    assert '<a href="https://example.com/">x</a> [imported]' in seen["legend"]
+
+
 def test_browser_check_catches_a_missing_bundle(real_report, tmp_path):
     """The check above fails when the page cannot load what it needs."""
     _needs_browser()

@@ -17,13 +17,18 @@
   var CONFIG = {responsive: true, displaylogo: false, showTips: false};
   var CROWDED = 12;  // curves from which a plot takes the page's whole width
 
+  function plain(text) {  // plotly reads tags in names: show them as written instead
+    return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
   function traces(set, metric, label, hidden) {
     var out = [];
     set.curves.forEach(function (c) {
       if (!c.y[metric]) { return; }
-      var off = hidden.hasOwnProperty(c.name) ? hidden[c.name] : !c.shown;
+      var name = plain(c.name);
+      var off = hidden.hasOwnProperty(name) ? hidden[name] : !c.shown;
       out.push({
-        type: "scatter", mode: "lines+markers", name: c.name, x: c.x, y: c.y[metric],
+        type: "scatter", mode: "lines+markers", name: name, x: c.x, y: c.y[metric],
         customdata: c.q.map(function (q) { return q === null ? "-" : q; }),
         connectgaps: true, visible: off ? "legendonly" : true,
         line: {color: c.color, dash: c.dash, width: c.width},
