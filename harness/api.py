@@ -457,7 +457,7 @@ def report(store=DEFAULT_STORE, out=None, *, datasets: Sequence[str] | None = No
            aggregate: str | None = None, rate: str | None = None,
            mixed_conventions: bool = False, min_overlap: float | None = None,
            min_spacing: float | None = None, gallery_images: Sequence[str] = (),
-           gallery_bpp: float = 0.5, gallery_crop: int = 256) -> Path:
+           gallery_bpp: float = 0.5, gallery_crop: int = 256, log_rate: bool = False) -> Path:
     """Render the report of a store: RD plots, tables and one ``index.html``.
 
     Args:
@@ -475,6 +475,8 @@ def report(store=DEFAULT_STORE, out=None, *, datasets: Sequence[str] | None = No
             (``run --save recon``): these images (``IMAGE`` or ``DATASET/IMAGE``; default
             the first two of each dataset), each codec at its quality nearest this bpp,
             crops of this side.
+        log_rate: a logarithmic bpp axis in the plot files, and in the page's interactive
+            plots when it opens.
 
     Returns:
         The report folder; open ``index.html`` in it.
@@ -492,7 +494,7 @@ def report(store=DEFAULT_STORE, out=None, *, datasets: Sequence[str] | None = No
                         include_published=published, extra_curves=file_curves(files, rate),
                         title=title, aggregate=aggregate, rate=rate,
                         mixed_conventions=mixed_conventions, min_overlap=min_overlap,
-                        min_spacing=min_spacing, gallery=gallery)
+                        min_spacing=min_spacing, gallery=gallery, log_rate=log_rate)
 
 
 # --- check -------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ def test_data_files_are_shipped():
     assert {"*.toml", "sample/*.png"} <= set(data["harness._manifests"])
     assert list((REPO / "harness" / "checkpoint_manifests").glob("*.toml"))
     assert "checkpoint_manifests/*.toml" in data["harness"]
+    assert list((REPO / "harness" / "report" / "assets").glob("*.js"))
+    assert "report/assets/*.js" in data["harness"]  # the report page's script
 
 
 IMPORT_TO_DISTRIBUTION = {"PIL": "pillow", "pytorch_msssim": "pytorch-msssim",

@@ -73,7 +73,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                         rate=args.rate, mixed_conventions=args.mixed_conventions,
                         min_overlap=args.min_overlap, min_spacing=args.min_spacing,
                         gallery_images=args.gallery_images, gallery_bpp=args.gallery_bpp,
-                        gallery_crop=args.gallery_crop)
+                        gallery_crop=args.gallery_crop, log_rate=args.log_rate)
     print(report / "index.html")
     return EXIT_OK
 
@@ -109,8 +109,9 @@ def add_parsers(commands) -> None:
 
     rep = commands.add_parser(
         "report", epilog=EPILOG, help="RD plots, BD and means tables, one HTML page",
-        description="Render a report folder from the store: RD plots (PNG, SVG), tables"
-                    " (Markdown, CSV, LaTeX), a run summary and a self-contained index.html."
+        description="Render a report folder from the store: RD plots (PNG, SVG, PDF), tables"
+                    " (Markdown, CSV, LaTeX), a run summary and an index.html with interactive"
+                    " RD plots that works offline from the report folder."
                     " Published curves of the same datasets are added unless --no-published.")
     rep.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
     rep.add_argument("--out", metavar="DIR",
@@ -126,6 +127,9 @@ def add_parsers(commands) -> None:
     rep.add_argument("--files", nargs="+", metavar="[DATASET=]FILE",
                      help="more curves from CompressAI-style results JSON")
     rep.add_argument("--title", default="Benchmark report")
+    rep.add_argument("--log-rate", action="store_true",
+                     help="a logarithmic bpp axis in the PNG / SVG / PDF plots, and in the"
+                          " page's interactive plots when it opens")
     rep.add_argument("--gallery-images", nargs="+", metavar="[DATASET/]IMAGE",
                      help="images of the gallery of kept reconstructions (run --save recon);"
                           " default: the first two of each dataset")

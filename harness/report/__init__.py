@@ -4,8 +4,9 @@ The report is rendered into a hidden temporary sibling folder and renamed into p
 only once every file is written, so an interrupted render never leaves a half report
 that looks complete, and an existing report of the same name is replaced only by a
 complete one. A report folder holds ``index.html``, ``summary.md``, ``report.json``,
-``tables/`` (means, bd, per_image, curves; Markdown, CSV and LaTeX) and ``plots/``
-(PNG and SVG per dataset and metric).
+``tables/`` (means, bd, per_image, curves; Markdown, CSV and LaTeX), ``plots/``
+(PNG, SVG and PDF per dataset and metric) and ``plotly.min.js``, the bundle the page's
+interactive plots are drawn with.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
                  title="Benchmark report", timings: dict | None = None,
                  aggregate: str = "mean-linear", rate: str = "payload",
                  mixed_conventions: bool = False, min_overlap: float | None = None,
-                 min_spacing: float | None = None, gallery=None) -> Path:
+                 min_spacing: float | None = None, gallery=None,
+                 log_rate: bool = False) -> Path:
     """Render the report of the store at ``store_path`` into ``out_dir``; return its path.
 
     Args:
@@ -186,6 +188,8 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         min_overlap, min_spacing: the BD guards (default: :mod:`harness.bd`'s).
         gallery: the gallery's :class:`harness.report.gallery.GalleryOptions` (images,
             target bpp, crop size); default: its defaults.
+        log_rate: a logarithmic rate axis in the static plots and, when the page opens,
+            in the interactive ones.
     """
     from harness import curves as _curves
     from harness import uncertainty as _uncertainty
@@ -212,7 +216,8 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
             options = dict(datasets=datasets, codecs=codecs, anchor=anchor, method=method,
                            include_published=include_published, title=title,
                            aggregate=aggregate, rate=rate, mixed_conventions=mixed_conventions,
-                           min_overlap=min_overlap, min_spacing=min_spacing)
+                           min_overlap=min_overlap, min_spacing=min_spacing,
+                           log_rate=log_rate)
             options["gallery"] = _gallery.inputs(picks, gallery)  # a changed recon re-renders
             options["diagnostics"] = findings
             inputs = inputs_hash(rows, runs, stored, extra, options)
@@ -241,6 +246,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
     report_datasets = sorted({c.dataset for c in curves} | set(frame["dataset"].dropna()))
 
     from harness.report import html as _html  # matplotlib: only when rendering
+    from harness.report import interactive as _interactive
     from harness.report import plots as _plots
     from harness.report import spread as _spread
 
@@ -288,7 +294,9 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
         with stage("plots"):
             optional = None if include_published is True else (lambda curve: False)
             plots = _plots.render_plots(curves, anchors, tmp / "plots", optional=optional,
-                                        cache=cache)
+                                        cache=cache, log_rate=log_rate)
+            _interactive.write_bundle(tmp, final if final.is_dir() else None)
+            rd_data = _interactive.figure_data(curves, anchors, bd, log_rate)
             info.notes.extend(_left_out_notes(plots))
             spreads = _spread.render(spread_rates, tmp / "plots")
         with stage("gallery"):
@@ -306,7 +314,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
             page = _html.render_html(
                 title=title, facts=facts, datasets=report_datasets, bd=bd_table, means=means,
                 per_image=per_image, plots=plots, info=info,
-                files=["summary.md"] + relative)
+                files=["summary.md"] + relative, rd_data=rd_data)
             page = _html.add_section(page, _gallery.section(shown, gallery), "gallery",
                                      "Gallery")
             page = _html.add_section(page, _spread.section(spreads, "plots"),
@@ -319,6 +327,7 @@ def build_report(store_path, out_dir="reports/report", *, datasets=None, codecs=
                 "inputs": inputs,
                 "store": str(store_file.absolute()), "datasets": report_datasets,
                 "anchors": anchors, "method": method, "conventions": conventions,
+                "log_rate": log_rate,
                 "curves": [{"name": c.label, "dataset": c.dataset, "origin": c.origin,
                             "aggregate": c.aggregate, "rate": c.rate} for c in curves],
                 "bd": _json_rows(bd),
@@ -366,10 +375,14 @@ def inputs_hash(rows: Sequence[dict], runs: Sequence[dict], stored_curves: Seque
 
 
 def render_sources() -> list[Path]:
-    """The code and data a report is made from: the report package, the curves, BD and
-    means code, and the published curves (a few hundred kB, hashed in milliseconds)."""
+    """The code and data a report is made from: the report package and its page script,
+    the curves, BD and means code, the published curves and plotly's bundle (a few MB,
+    hashed in milliseconds)."""
+    from harness.report.interactive import bundle_source
+
     package = Path(__file__).parent.parent
     return (sorted(Path(__file__).parent.glob("*.py"))
+            + sorted(Path(__file__).parent.glob("assets/*")) + [bundle_source()]
             + [package / name for name in ("curves.py", "bd.py", "aggregate.py")]
             + sorted(p for p in (package / "published").rglob("*") if p.is_file()))
 
@@ -398,9 +411,10 @@ def _left_out_notes(plots: Sequence) -> list[str]:
     for plot in plots:
         if plot.left_out:
             label = _plots.METRIC_AXIS.get(plot.metric, plot.metric).split(" (")[0]
-            notes.append(f"{plot.dataset}: the {label} plot draws {len(plot.curves)} curves; "
-                         f"{len(plot.left_out)} more published curves are left out of it (they "
-                         "are in the BD table and tables/curves.csv).")
+            notes.append(f"{plot.dataset}: the static {label} plot draws {len(plot.curves)}"
+                         f" curves; {len(plot.left_out)} more published curves are left out"
+                         " of its files (they are in the page's interactive plot, the BD table and"
+                         " tables/curves.csv).")
     return notes
 
 

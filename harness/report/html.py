@@ -1,4 +1,8 @@
-"""``index.html``: one self-contained page (inline SVG plots, CSS and script, no network).
+"""``index.html``: one page that needs nothing but its report folder (CSS and scripts
+inline, plotly's bundle beside it; no network request).
+
+The RD plots are interactive (:mod:`harness.report.interactive`); each links its
+column-width PNG, SVG and PDF files.
 
 Tables sort on a click on their header (again: reverse). The address fragment
 ``#sort=<table id>:<column index>:<asc|desc>`` sorts a table when the page opens, so a
@@ -11,6 +15,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import replace
 
+from harness.report import interactive
 from harness.report.plots import METRIC_AXIS, Plot, slug
 from harness.report.runinfo import RunSummary
 from harness.report.tables import Table, to_html
@@ -38,6 +43,11 @@ main { padding: 0 28px 40px; max-width: 1400px; }
          gap: 12px 20px; }
 figure { margin: 0; }
 figure svg { width: 100%; height: auto; display: block; }
+.rd-controls { font-size: 13px; color: var(--muted); display: flex; gap: 18px;
+               align-items: center; margin: 2px 0 4px; }
+.rd-controls select { font: inherit; }
+.rd-plot { height: 460px; }
+.plots figure.wide { grid-column: 1 / -1; }
 figcaption { font-size: 12px; color: var(--muted); }
 figcaption a { color: var(--accent); }
 .scroll { overflow-x: auto; max-width: 100%; }
@@ -175,7 +185,7 @@ def _left_out(plot: Plot) -> str:
         return ""
     names = ", ".join(plot.left_out)
     return (f' (<abbr title="{_e(names)}">{len(plot.left_out)} more published curves</abbr>'
-            " left out; all are in the BD table)")
+            " left out of it; all are in this plot's legend and the BD table)")
 
 
 def _plots_section(plots: Sequence[Plot], datasets: Sequence[str], folder_name: str) -> str:
@@ -187,12 +197,21 @@ def _plots_section(plots: Sequence[Plot], datasets: Sequence[str], folder_name: 
         figures = []
         for plot in mine:
             label = METRIC_AXIS.get(plot.metric, plot.metric)
+            png = f"{folder_name}/{plot.png.name}"
+            metric = interactive.PANEL_METRIC.get(plot.metric, plot.metric)
             figures.append(
-                f'<figure id="plot-{slug(dataset)}-{plot.metric}">{plot.inline_svg}'
-                f"<figcaption>{_e(dataset)}: {_e(label)} vs bpp, {len(plot.curves)} curves"
-                f"{_left_out(plot)}. "
-                f'Column-width files: <a href="{folder_name}/{plot.png.name}">PNG</a> · '
-                f'<a href="{folder_name}/{plot.svg.name}">SVG</a></figcaption></figure>')
+                f'<figure class="rd" id="plot-{slug(dataset)}-{plot.metric}" '
+                f'data-dataset="{_e(dataset)}" data-metric="{_e(metric)}">'
+                '<div class="rd-controls"><label>metric <select class="rd-metric"></select>'
+                '</label><label><input type="checkbox" class="rd-log"> log rate</label></div>'
+                f'<div class="rd-plot"></div><noscript><img src="{png}" alt="{_e(label)} vs bpp"'
+                ' width="100%"></noscript>'
+                f"<figcaption>{_e(dataset)}: {_e(label)} vs bpp; the static plot draws "
+                f"{len(plot.curves)} curves{_left_out(plot)}. A click on a legend entry hides"
+                " or shows its curve, a double click shows it alone; drag to zoom, double"
+                " click to zoom out. Column-width files: "
+                f'<a href="{png}">PNG</a> · <a href="{folder_name}/{plot.svg.name}">SVG</a> · '
+                f'<a href="{folder_name}/{plot.pdf.name}">PDF</a></figcaption></figure>')
         parts.append(f"<h3>{_e(dataset)}</h3>\n<div class='plots'>{''.join(figures)}</div>")
     return "\n".join(parts) or "<p class='muted'>No curve has values to plot.</p>"
 
@@ -212,8 +231,9 @@ def add_section(page: str, html_section: str, section_id: str, label: str) -> st
 def render_html(*, title: str, facts: Sequence[tuple[str, str]], datasets: Sequence[str],
                 bd: Table, means: Table, per_image: Table, plots: Sequence[Plot],
                 info: RunSummary, files: Sequence[str] = (),
-                plots_folder: str = "plots") -> str:
-    """The whole page as one string."""
+                plots_folder: str = "plots", rd_data: dict | None = None) -> str:
+    """The whole page as one string; ``rd_data``: the interactive plots' curves
+    (:func:`harness.report.interactive.figure_data`)."""
     fact_items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts)
     notes = ""
     if info.notes:
@@ -276,4 +296,5 @@ def render_html(*, title: str, facts: Sequence[tuple[str, str]], datasets: Seque
     return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>{body}"
-            f"<script>{SCRIPT}</script>\n</body>\n</html>\n")
+            f"<script>{SCRIPT}</script>\n{interactive.page_scripts(rd_data) if rd_data else ''}"
+            "</body>\n</html>\n")

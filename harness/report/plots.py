@@ -1,12 +1,13 @@
 """Rate-distortion plots (matplotlib figures drawn off-screen, no pyplot, no global state).
 
 One plot per dataset and metric: PSNR-bpp and MS-SSIM (dB)-bpp, one line per curve with
-markers at its points. The anchor is drawn thicker, in black, and listed first;
-published curves are dashed, imported ones dash-dotted. A codec keeps its colour on
-every plot, and a published curve of the same codec (``jpeg@published``) shares the
-measured one's colour.
-Two sizes: ``column`` (3.5 in wide, fonts 7-8 pt, for a paper column; PNG and SVG
-files) and ``page`` (larger, for the HTML page).
+markers at its points, on a linear or (``log_rate``) logarithmic rate axis. The anchor
+is drawn thicker, in black, and listed first; published curves are dashed, imported ones
+dash-dotted. A codec keeps its colour on every plot, and a published curve of the same
+codec (``jpeg@published``) shares the measured one's colour.
+Two sizes: ``column`` (3.5 in wide, fonts 7-8 pt, for a paper column; the PNG, SVG and
+PDF files) and ``page`` (larger). The HTML page draws its plots interactively instead
+(:mod:`harness.report.interactive`).
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ def select_curves(curves: Sequence, metric: str, anchor: str | None, *,
     return fixed + rest[:room], rest[room:]
 
 
-def _ordered(curves: Sequence, anchor: str | None) -> list:
+def ordered(curves: Sequence, anchor: str | None) -> list:
+    """Legend order: the anchor, then measured, imported and published curves."""
     rank = {"measured": 0, "imported": 1, "published": 2}
     return sorted(curves, key=lambda c: (c.label != anchor, rank.get(c.origin, 3), c.label))
 
@@ -140,15 +142,17 @@ def _ordered(curves: Sequence, anchor: str | None) -> list:
 def rd_figure(curves: Sequence, metric: str, *, anchor: str | None = None,
               title: str | None = None, size: str = "column",
               styles: dict[str, Style] | None = None,
-              cache: RDCache | None = None) -> Figure | None:
-    """The RD figure of ``curves`` (one dataset) for ``metric``; None if none has values."""
+              cache: RDCache | None = None, log_rate: bool = False) -> Figure | None:
+    """The RD figure of ``curves`` (one dataset) for ``metric``; None if none has values.
+
+    ``log_rate``: a logarithmic bpp axis, which spreads out the low rates."""
     cache = cache or RDCache()
     shown = [c for c in curves if cache.has(c, metric)]
     if not shown:
         return None
     styles = styles or curve_styles(c.name for c in shown)
     width, height, font, small = SIZES[size]
-    shown = _ordered(shown, anchor)
+    shown = ordered(shown, anchor)
     many = len(shown) > 6 if size == "column" else False
     longest = max(len(c.label) for c in shown) + (9 if anchor else 0)
     if many:
@@ -184,7 +188,9 @@ def rd_figure(curves: Sequence, metric: str, *, anchor: str | None = None,
         ax.set_ylabel(ylabel)
         if title:
             ax.set_title(plain_text(title))
-        ax.grid(True)
+        if log_rate:
+            ax.set_xscale("log")
+        ax.grid(True, which="both" if log_rate else "major")
         ax.margins(x=0.03, y=0.05)
         if size == "page":
             ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
@@ -197,14 +203,17 @@ def rd_figure(curves: Sequence, metric: str, *, anchor: str | None = None,
     return fig
 
 
-def save_figure(fig: Figure, base: Path, salt: str) -> tuple[Path, Path]:
-    """``base.png`` (dpi >= 200) and ``base.svg``."""
-    png, svg = base.with_suffix(".png"), base.with_suffix(".svg")
-    with matplotlib.rc_context(_RC | {"svg.hashsalt": salt}):
+def save_figure(fig: Figure, base: Path, salt: str) -> tuple[Path, Path, Path]:
+    """``base.png`` (dpi >= 200), ``base.svg`` and ``base.pdf`` (fonts embedded; no date,
+    so the same figure gives the same bytes)."""
+    png, svg, pdf = (base.with_suffix(s) for s in (".png", ".svg", ".pdf"))
+    with matplotlib.rc_context(_RC | {"svg.hashsalt": salt, "pdf.fonttype": 42}):
         fig.savefig(png, dpi=PNG_DPI, facecolor="white", metadata={"Software": None})
         fig.set_layout_engine("none")  # keep the layout just computed (it is dpi-free)
         fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    return png, svg
+        fig.savefig(pdf, format="pdf", metadata={"CreationDate": None, "Creator": None,
+                                                 "Producer": None})
+    return png, svg, pdf
 
 
 def figure_svg(fig: Figure, salt: str) -> str:
@@ -223,15 +232,16 @@ class Plot:
     metric: str
     png: Path
     svg: Path
-    inline_svg: str
+    pdf: Path
     curves: tuple[str, ...]
     left_out: tuple[str, ...] = ()
 
 
 def render_plots(curves: Sequence, anchors: dict[str, str | None], folder: Path,
                  metrics: Sequence[str] = ("psnr", "ms-ssim"), *, limit: int = PLOT_LIMIT,
-                 optional=None, cache: RDCache | None = None) -> list[Plot]:
-    """Every dataset x metric plot: files in ``folder`` plus the inline SVG for HTML.
+                 optional=None, cache: RDCache | None = None,
+                 log_rate: bool = False) -> list[Plot]:
+    """Every dataset x metric plot, as column-width PNG, SVG and PDF files in ``folder``.
 
     See :func:`select_curves` for which curves a crowded plot leaves out.
     """
@@ -251,13 +261,8 @@ def render_plots(curves: Sequence, anchors: dict[str, str | None], folder: Path,
     for dataset, metric, anchor, drawn, left_out in jobs:
         key = f"{slug(dataset)}_{metric}"
         fig = rd_figure(drawn, metric, anchor=anchor, styles=styles, size="column",
-                        cache=cache)
-        png, svg = save_figure(fig, folder / key, salt=key)
-        page = rd_figure(drawn, metric, anchor=anchor, styles=styles, size="page",
-                         title=f"{dataset}: {METRIC_AXIS.get(metric, metric)} vs bpp",
-                         cache=cache)
-        inline = figure_svg(page, salt=f"page-{key}")
-        names = tuple(c.label for c in _ordered(drawn, anchor))
-        plots.append(Plot(dataset, metric, png, svg, inline, names,
-                          tuple(c.label for c in left_out)))
+                        cache=cache, log_rate=log_rate)
+        files = save_figure(fig, folder / key, salt=key)
+        names = tuple(c.label for c in ordered(drawn, anchor))
+        plots.append(Plot(dataset, metric, *files, names, tuple(c.label for c in left_out)))
     return plots

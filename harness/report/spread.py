@@ -27,6 +27,7 @@ class Spread:
     anchor: str
     png: Path
     svg: Path
+    pdf: Path
     inline_svg: str
     codecs: int
     images: int
@@ -84,11 +85,11 @@ def render(rates: pd.DataFrame, folder: Path) -> list[Spread]:
             continue
         folder.mkdir(parents=True, exist_ok=True)
         key = f"{slug(dataset)}_per_image_bd"
-        png, svg = save_figure(_figure(group, None, 3.5), folder / key, salt=key)
+        png, svg, pdf = save_figure(_figure(group, None, 3.5), folder / key, salt=key)
         inline = figure_svg(_figure(group, f"{dataset}: each image against {anchor}", 7.2),
                             salt=f"page-{key}")
         drawn = group[np.isfinite(group["bd_rate"])]
-        spreads.append(Spread(dataset, anchor, png, svg, inline, drawn["codec"].nunique(),
+        spreads.append(Spread(dataset, anchor, png, svg, pdf, inline, drawn["codec"].nunique(),
                               drawn["image_hash"].nunique(), len(group) - len(drawn)))
     return spreads
 
@@ -103,7 +104,8 @@ def section(spreads: Sequence[Spread], folder_name: str) -> str:
         + (f"; {s.refused} image-curve pairs without a BD-rate (the guards refused them:"
            " see tables/per_image_bd.csv)" if s.refused else "") + ". Files:"
         f' <a href="{folder_name}/{s.png.name}">PNG</a> ·'
-        f' <a href="{folder_name}/{s.svg.name}">SVG</a></figcaption></figure>'
+        f' <a href="{folder_name}/{s.svg.name}">SVG</a> ·'
+        f' <a href="{folder_name}/{s.pdf.name}">PDF</a></figcaption></figure>'
         for s in spreads)
     return (f'<section id="{SECTION_ID}"><h2>BD-rate per image</h2><p class="muted">Each dot'
             " is one image's BD-rate (PSNR): that image's curve against the anchor's curve on"
