@@ -55,7 +55,7 @@ def per_image_rates(curves: Sequence, anchors: dict[str, str | None], method: st
     return rates
 
 
-def _figure(rates: pd.DataFrame, title: str | None, width: float) -> Figure:
+def _figure(rates: pd.DataFrame, anchor: str, title: str | None, width: float) -> Figure:
     rates = rates[np.isfinite(rates["bd_rate"])]  # images the guards refused are not drawn
     codecs = sorted(set(rates["codec"]), key=lambda c: rates.loc[rates["codec"] == c,
                                                                   "bd_rate"].median())
@@ -70,7 +70,7 @@ def _figure(rates: pd.DataFrame, title: str | None, width: float) -> Figure:
                    color="tab:blue", linewidths=0)
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_yticks(range(len(codecs)), codecs)
-    ax.set_xlabel("BD-rate per image, PSNR (%)")
+    ax.set_xlabel(f"BD-rate per image against {anchor}, PSNR (%)")
     ax.grid(axis="x")
     if title:
         ax.set_title(title)
@@ -80,13 +80,15 @@ def _figure(rates: pd.DataFrame, title: str | None, width: float) -> Figure:
 def render(rates: pd.DataFrame, folder: Path) -> list[Spread]:
     """One figure per dataset (PNG and SVG files in ``folder``, and an inline SVG)."""
     spreads = []
+    if rates.empty:
+        return spreads
     for (dataset, anchor), group in rates.groupby(["dataset", "anchor"], sort=True):
         if not np.isfinite(group["bd_rate"]).any():
             continue
         folder.mkdir(parents=True, exist_ok=True)
         key = f"{slug(dataset)}_per_image_bd"
-        png, svg, pdf = save_figure(_figure(group, None, 3.5), folder / key, salt=key)
-        inline = figure_svg(_figure(group, f"{dataset}: each image against {anchor}", 7.2),
+        png, svg, pdf = save_figure(_figure(group, anchor, None, 3.5), folder / key, salt=key)
+        inline = figure_svg(_figure(group, anchor, f"{dataset}: each image against {anchor}", 7.2),
                             salt=f"page-{key}")
         drawn = group[np.isfinite(group["bd_rate"])]
         spreads.append(Spread(dataset, anchor, png, svg, pdf, inline, drawn["codec"].nunique(),
