@@ -98,6 +98,7 @@ class RunResult:
     datasets: list = field(default_factory=list)
     codecs: list = field(default_factory=list)
     report: Path | None = None
+    loads: dict[int, list[str]] = field(default_factory=dict)  # worker pid -> models loaded
 
 
 def resolve_datasets(specs: Sequence[str], data_dir=None, follow_symlinks: bool = False):
@@ -171,11 +172,14 @@ def prepare_codecs(names: Sequence[str], qualities=None, checkpoint=None, device
 def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
             command: str = "run", jobs: int | None = None, progress: bool = False,
             timeout: float | None = None, setup_timeout: float | None = None,
-            scheduler: str | None = None, save: tuple[str, ...] = ()):
+            scheduler: str | None = None, save: tuple[str, ...] = (),
+            max_memory: int | None = None):
     """Measure what the store lacks; return the runner's outcome and the rows of these codecs.
 
     Unreadable images and failed measurements are appended to ``problems``. ``save``:
     the artefact kinds to keep beside the store (see :mod:`harness.artefacts`).
+    ``max_memory``: bytes the measurements running side by side may take together (by
+    their estimates; see :mod:`harness.scheduling`).
     """
     from harness import artefacts, runner
     from harness.store import ResultsStore
@@ -202,7 +206,7 @@ def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
         started = time.perf_counter()
         outcome = runner.execute(tasks, store, run_id, jobs, progress=progress, timeout=timeout,
                                  setup_timeout=setup_timeout or runner.DEFAULT_SETUP_TIMEOUT,
-                                 scheduler=scheduler,
+                                 scheduler=scheduler, max_memory=max_memory,
                                  kept=artefacts.ArtefactFolder(artefacts.folder_for(store.path)))
         outcome.seconds, outcome.cached = time.perf_counter() - started, cached
         status = ("interrupted" if outcome.interrupted
@@ -231,7 +235,8 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
         *, data_dir=None, follow_symlinks: bool = False, checkpoint=None, device=None,
         lenient: bool = False, timeout: float = 3600, setup_timeout: float | None = None,
         scheduler: str | None = None, progress: bool = False,
-        report: str | Path | bool = True, save: str | Sequence[str] | None = None) -> RunResult:
+        report: str | Path | bool = True, save: str | Sequence[str] | None = None,
+        max_memory: int | str | None = None) -> RunResult:
     """``harness run``: measure, store, and render the report of the whole store; see
     :func:`benchmark`.
 
@@ -240,12 +245,24 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
     images (PNG) and / or the bitstreams in the folder beside the store
     (``results.artefacts``, see :mod:`harness.artefacts`); the report's gallery shows
     the decoded images.
+    ``max_memory``: bytes (or ``16G``, ``512M``) the measurements running side by side
+    may take together; default :func:`harness.scheduling.default_max_memory`.
     Everything that can be refused (the scheduler address, the report folder) is refused
     before anything is measured.
     """
     from harness.artefacts import parse_save
 
     save = parse_save(save)
+    if isinstance(max_memory, str):
+        from harness.scheduling import parse_memory
+
+        try:
+            max_memory = parse_memory(max_memory)
+        except ValueError:
+            raise UsageError(f"--max-memory {max_memory!r}: give a size such as 16G, 512M"
+                             " or a number of bytes") from None
+    if max_memory is not None and max_memory <= 0:
+        raise UsageError("--max-memory must be positive")
     if scheduler:
         from harness.cluster import parse_scheduler
 
@@ -261,9 +278,10 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
                                                       lenient)
     outcome, rows = measure(store, datasets, ready, ready_qualities, problems, jobs=jobs,
                             progress=progress, timeout=timeout, setup_timeout=setup_timeout,
-                            scheduler=scheduler, save=save)
+                            scheduler=scheduler, save=save, max_memory=max_memory)
     result = RunResult(rows, problems, outcome.done, outcome.cached, outcome.seconds,
-                       outcome.interrupted, datasets, [c for _, c in ready])
+                       outcome.interrupted, datasets, [c for _, c in ready],
+                       loads=outcome.loads)
     if rows and report and not outcome.interrupted:
         from harness.processes import deferred_interrupts
 
@@ -294,7 +312,7 @@ def benchmark(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEF
             is always measured and stored.
         options: the other options of ``harness run``, as keywords: ``data_dir``,
             ``follow_symlinks``, ``checkpoint``, ``device``, ``lenient``, ``timeout``,
-            ``setup_timeout``, ``scheduler``, ``progress``, ``save``.
+            ``setup_timeout``, ``scheduler``, ``progress``, ``save``, ``max_memory``.
 
     Returns:
         A pandas DataFrame of the rows of these codecs and datasets. Problems met (an

@@ -83,8 +83,9 @@ def execute_on_dask(tasks: Sequence, scheduler: str, record: Callable, bar) -> N
         # A scheduler shares a result between all futures of one key: keys unique to this
         # run keep two runs on one cluster from receiving each other's measurements.
         run = uuid.uuid4().hex
+        # the plan's order (longest first, one model's tasks together) as priorities
         futures = {client.submit(measure, task, torch_threads, pure=False,
-                                 key=f"measure-{run}-{index}"): task
+                                 key=f"measure-{run}-{index}", priority=len(tasks) - index): task
                    for index, task in enumerate(tasks)}
         for future in as_completed(futures):
             task = futures[future]

@@ -41,6 +41,11 @@ class Codec(ABC):
         qualities: the default quality points of a sweep, from low to high rate.
         quality_label: what a quality number means for this codec (shown to users).
         description: one line for ``harness codecs``.
+        seconds_per_megapixel: the declared cost of one measurement (encode, decode,
+            metrics) per megapixel on one core: it orders a run's plan (longest first)
+            and its time estimate until the store has timings of the codec's own.
+        holds_model: whether the codec keeps a network (or other large state) per
+            quality in memory; a worker holds one such model at a time.
     """
 
     name: str = ""
@@ -48,6 +53,17 @@ class Codec(ABC):
     quality_label: str = "quality"
     description: str = ""
     accepted_options: tuple[str, ...] = ()  # constructor keywords, e.g. ("checkpoint",)
+    seconds_per_megapixel: float = 0.5
+    holds_model: bool = False
+
+    def memory_bytes(self, quality: Quality, pixels: int) -> int:
+        """Estimated peak memory of one measurement of an image of ``pixels`` pixels
+        (the image, its reconstruction and the metrics' buffers: about 100 bytes a
+        pixel, plus the process's own)."""
+        return 64 * 2**20 + 100 * pixels
+
+    def release_models(self) -> None:  # noqa: B027 - optional: most codecs hold nothing
+        """Drop the networks (or other large state) loaded so far. Default: nothing."""
 
     def availability(self) -> Availability:
         """Say whether the codec can run on this machine. Default: it can."""

@@ -69,6 +69,8 @@ class Task:
     width: int
     height: int
     save: tuple[str, ...] = ()  # artefact kinds to keep (harness.artefacts)
+    seconds: float = 0.0  # estimated (harness.scheduling): the plan's order and the ETA
+    memory: int = 0  # estimated peak bytes: what may run side by side
 
 
 @dataclass
@@ -129,14 +131,19 @@ def prepare_images(dataset: Dataset, store: ResultsStore) -> ImagesReport:
 def plan(codecs: Sequence[tuple[CodecSpec, Codec]], qualities: dict[str, Sequence[Quality]],
          images: Sequence[PreparedImage], store: ResultsStore,
          save: tuple[str, ...] = ()) -> tuple[list[Task], int]:
-    """Tasks not yet in the store, image-major (a worker reuses a loaded image).
+    """Tasks not yet in the store, longest first in groups of one (codec, quality)
+    (:func:`harness.scheduling.longest_first`), each with its estimated seconds and
+    memory.
 
     ``save``: artefact kinds to keep; a stored measurement without them is made again.
     Returns the tasks and the number of measurements found in the store already.
     """
+    from harness.scheduling import estimate_seconds, longest_first, measured_speeds
+
     tasks: list[Task] = []
     seen: set[tuple[str, float, str]] = set()
     cached = 0
+    speeds = measured_speeds(store)
     fingerprints = {codec.name: codec.fingerprint() for _, codec in codecs}
     finished = {name: store.finished_keys(fp) for name, fp in fingerprints.items()}
     if save:
@@ -153,9 +160,13 @@ def plan(codecs: Sequence[tuple[CodecSpec, Codec]], qualities: dict[str, Sequenc
                 if (float(quality), image.image_hash) in finished[codec.name]:
                     cached += 1
                     continue
+                pixels = image.width * image.height
                 tasks.append(Task(codec.name, spec, fingerprint, quality, image.path,
-                                  image.image_hash, image.width, image.height, save))
-    return tasks, cached
+                                  image.image_hash, image.width, image.height, save,
+                                  estimate_seconds(codec.name, codec.seconds_per_megapixel,
+                                                   quality, pixels, speeds),
+                                  codec.memory_bytes(quality, pixels)))
+    return longest_first(tasks), cached
 
 
 # --- the worker side ----------------------------------------------------------------
@@ -171,6 +182,23 @@ def _limit_torch_threads(threads: int) -> None:
 
         torch.set_num_threads(threads)
         _torch_threads_set = True
+
+
+_held: tuple[tuple, Codec] | None = None  # ((spec, quality), codec) of the model held here
+
+
+def _hold(task: Task, codec: Codec) -> tuple[int, str | None]:
+    """Make the task's (codec, quality) the one model this worker process holds,
+    releasing the one held before: a worker never holds two networks. Returns the
+    process id and, when the task's model is new here, its name (a model load)."""
+    global _held
+    key = (task.spec, float(task.quality))
+    if _held is not None and _held[0] == key:
+        return os.getpid(), None
+    if _held is not None:
+        _held[1].release_models()
+    _held = (key, codec)
+    return os.getpid(), f"{task.codec} q={float(task.quality):g}" if codec.holds_model else None
 
 
 @lru_cache(maxsize=4)
@@ -197,6 +225,7 @@ def measure(task: Task, torch_threads: int = 1, timeout: float | None = None,
         _limit_torch_threads(torch_threads)
         image = _pixels(task.path, task.image_hash)
         codec = task.spec.create()
+        row.worker = _hold(task, codec)
         stage = "warming up"
         codec.warm_up(task.quality)
         if marker is not None:
@@ -250,6 +279,7 @@ class ExecutionOutcome:
     seconds: float = 0.0
     errors: Counter = field(default_factory=Counter)  # message -> count
     interrupted: bool = False
+    loads: dict[int, list[str]] = field(default_factory=dict)  # worker pid -> models loaded
 
 
 def default_jobs() -> int:
@@ -301,7 +331,11 @@ def _watch_parent(parent: int) -> None:
 
 
 def task_key(task: Task) -> str:
-    return f"{task.fingerprint}|{float(task.quality)!r}|{task.image_hash}"
+    return measurement_key(task.fingerprint, task.quality, task.image_hash)
+
+
+def measurement_key(fingerprint: str, quality: Quality, image_hash: str) -> str:
+    return f"{fingerprint}|{float(quality)!r}|{image_hash}"
 
 
 def failed_row(task: Task, message: str) -> ResultRow:
@@ -316,7 +350,8 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
             progress: bool = True, timeout: float | None = None, scheduler: str | None = None,
             on_result: Callable[[ResultRow], None] | None = None,
             setup_timeout: float | None = DEFAULT_SETUP_TIMEOUT,
-            kept: artefacts.ArtefactFolder | None = None) -> ExecutionOutcome:
+            kept: artefacts.ArtefactFolder | None = None,
+            max_memory: int | None = None) -> ExecutionOutcome:
     """Run ``tasks`` on ``jobs`` worker processes, writing each result as it arrives.
 
     A worker that crashes (a segfault in a codec, say), hangs past ``timeout`` while
@@ -327,14 +362,23 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
     ``local:N`` for a local cluster of N worker processes).
     Ctrl-C stops the run: finished results are already stored; ``interrupted`` is set.
     ``kept``: where the artefacts rows bring (``--save``) are written, before their row.
+    ``max_memory``: bytes the tasks running side by side may take together, by their
+    estimates (default: :func:`harness.scheduling.default_max_memory`).
+    The progress bar advances by each task's estimated seconds, so its ETA weighs the
+    slow tasks still to come (:mod:`harness.scheduling`).
     """
     from tqdm import tqdm
+
+    from harness.scheduling import default_max_memory
 
     outcome = ExecutionOutcome()
     if not tasks:
         return outcome
-    bar = tqdm(total=len(tasks), disable=not progress, unit="task", dynamic_ncols=True,
-               desc="measuring")
+    weights = {task_key(t): max(t.seconds, 1e-3) for t in tasks}
+    bar = tqdm(total=sum(weights.values()), disable=not progress, dynamic_ncols=True,
+               desc="measuring", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}"
+               " [{elapsed}<{remaining}]")
+    bar.set_postfix_str(f"0/{len(tasks)} tasks")
 
     def record(row: ResultRow) -> None:
         hashes = {kind: kept.put(data, kind) for kind, data in (row.artefacts or {}).items()}
@@ -344,9 +388,13 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
         if row.error:
             outcome.failed += 1
             outcome.errors[f"{row.codec} q={row.quality:g}: {row.error}"] += 1
+        if row.worker is not None and row.worker[1]:
+            outcome.loads.setdefault(row.worker[0], []).append(row.worker[1])
         if on_result is not None:
             on_result(row)
-        bar.update()
+        bar.update(weights.get(measurement_key(row.codec_fingerprint, row.quality,
+                                               row.image_hash), 0))
+        bar.set_postfix_str(f"{outcome.done}/{len(tasks)} tasks", refresh=False)
 
     try:
         if scheduler:
@@ -355,7 +403,8 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
             execute_on_dask(tasks, scheduler, record, bar)
         else:
             limits = {SETTING_UP: setup_timeout, MEASURING: timeout}
-            _execute_local(tasks, max(1, min(jobs, len(tasks))), limits, record, bar)
+            _execute_local(tasks, max(1, min(jobs, len(tasks))), limits, record, bar,
+                           max_memory or default_max_memory())
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:
@@ -366,9 +415,23 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
 WATCHDOG_GRACE = 10.0  # seconds past the time limit before a stuck worker is killed
 
 
+def _next_task(queue: list[str], pending: dict[str, Task], running: Sequence[str],
+               max_memory: int) -> str | None:
+    """The first task of ``queue`` whose memory estimate fits beside the running ones;
+    with nothing running, the first task whatever its estimate (it runs alone)."""
+    if not running:
+        return queue[0] if queue else None
+    free = max_memory - sum(pending[key].memory for key in running)
+    return next((key for key in queue if pending[key].memory <= free), None)
+
+
 def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | None],
-                   record: Callable[[ResultRow], None], bar) -> None:
-    """``limits``: seconds per phase of a task (SETTING_UP, MEASURING); None: no limit."""
+                   record: Callable[[ResultRow], None], bar, max_memory: int) -> None:
+    """``limits``: seconds per phase of a task (SETTING_UP, MEASURING); None: no limit.
+
+    Tasks are handed to the workers one at a time in the plan's order, while a worker is
+    free and the task's memory estimate fits beside the running ones (``max_memory``).
+    """
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -381,16 +444,25 @@ def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | N
     with tempfile.TemporaryDirectory(prefix="harness-tasks-") as marker_dir:
         while pending:
             alone = bool(suspects)
-            batch = [suspects.pop(0)] if alone else list(pending)
+            queue = [suspects.pop(0)] if alone else list(pending)
             workers = 1 if alone else jobs
             bar.set_description(f"measuring ({workers} worker{'s' if workers > 1 else ''})")
             executor = get_reusable_executor(max_workers=workers, reuse=True,
                                              initializer=_watch_parent, initargs=(os.getpid(),))
-            futures = {executor.submit(measure_marked, pending[key], torch_threads, marker_dir,
-                                       limits[MEASURING]): key for key in batch}
+            futures: dict = {}
             killed: dict[str, str] = {}  # task key -> why its worker was killed
             try:
-                while futures:
+                # one task queued per worker besides the running one hides the parent's
+                # latency between tasks (quick ones: a JPEG takes milliseconds)
+                slots = 1 if alone else 2 * workers
+                while queue or futures:
+                    while len(futures) < slots:
+                        key = _next_task(queue, pending, list(futures.values()), max_memory)
+                        if key is None:
+                            break
+                        queue.remove(key)
+                        futures[executor.submit(measure_marked, pending[key], torch_threads,
+                                                marker_dir, limits[MEASURING])] = key
                     done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
                     for future in done:
                         key = futures.pop(future)
@@ -404,8 +476,7 @@ def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | N
                     for key in set(killed) & set(pending):
                         record(failed_row(pending.pop(key), killed[key]))
                 elif len(running) == 1:  # it crashed on its own: the culprit
-                    record(failed_row(pending.pop(running[0]),
-                                      f"the worker process died while measuring ({exc})"))
+                    record(failed_row(pending.pop(running[0]), _death(exc)))
                 elif running:  # a worker died and took the pool down: find out which task
                     suspects.extend(k for k in running if k not in suspects)
                 else:  # workers die before any task starts: nothing will run here
@@ -414,6 +485,15 @@ def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | N
                         for key in list(pending):
                             record(failed_row(pending.pop(key), f"worker processes keep"
                                               f" dying before measuring ({exc})"))
+
+
+def _death(exc: BaseException) -> str:
+    """The error row of a task whose worker process died under it."""
+    if "SIGKILL" in str(exc):  # not the watchdog's doing (that is handled apart)
+        return ("out of memory, most likely: the worker process was killed (SIGKILL) while"
+                " measuring, as the kernel's out-of-memory killer does; run fewer tasks side"
+                " by side (--jobs, --max-memory) or give the machine more memory")
+    return f"the worker process died while measuring ({exc})"
 
 
 def _markers(marker_dir: str) -> dict[int, tuple[str, str, float]]:

@@ -138,6 +138,8 @@ class ResultRow:
     payload_bytes: int | None = None  # entropy-coded payload alone (CompressAI's count)
     # kind -> bytes kept with ``--save`` (harness.artefacts), from the worker; not a column
     artefacts: dict | None = field(default=None, repr=False)
+    # (worker pid, "codec q=Q" when this task loaded that model there); not a column
+    worker: tuple | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -400,8 +402,7 @@ class ResultsStore:
 
         ``artefacts``: kind -> hash of the files kept for it (written before the row).
         """
-        values = asdict(row)
-        values.pop("artefacts")
+        values = {name: value for name, value in asdict(row).items() if name in RESULT_FIELDS}
         row_key = (row.codec_fingerprint, row.quality, row.image_hash)
         for key in ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s"):
             values[key] = _sql_float(values[key])
@@ -424,6 +425,13 @@ class ResultsStore:
                     " before this one is kept; free some space and run the same command"
                     " again to resume.") from exc
             raise StoreError(f"cannot write to the results store {self.path}: {exc}") from exc
+
+    def timings(self) -> list[tuple[str, float, float, int]]:
+        """(codec, quality, encode + decode seconds, pixels) of every row without error."""
+        return self.db.execute(
+            "SELECT codec, quality, encode_s + decode_s, width * height FROM results WHERE"
+            " error IS NULL AND encode_s IS NOT NULL AND decode_s IS NOT NULL AND"
+            " width * height > 0").fetchall()
 
     def count_results(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
@@ -543,7 +551,8 @@ for _name, _method in list(vars(ResultsStore).items()):
         setattr(ResultsStore, _name, _guarded(_method))
 
 
-RESULT_FIELDS = tuple(f.name for f in fields(ResultRow) if f.name != "artefacts")  # columns
+RESULT_FIELDS = tuple(f.name for f in fields(ResultRow)  # the columns
+                      if f.name not in ("artefacts", "worker"))
 
 
 def _kind(db: sqlite3.Connection) -> str:

@@ -30,12 +30,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                      timeout=args.timeout, setup_timeout=args.setup_timeout,
                      scheduler=args.scheduler, progress=not args.no_progress,
                      report=False if args.no_report else (args.report or True),
-                     save=args.save)
+                     save=args.save, max_memory=args.max_memory)
     summary = summarize(result.rows)
     if not summary.empty:
         print(format_table(summary))
     print(f"\n{result.measured} measured in {result.seconds:.1f} s, {result.reused} reused;"
           f" results in {args.store}")
+    if result.loads:
+        loads = sum(len(models) for models in result.loads.values())
+        print(f"model loads: {loads} in {len(result.loads)} worker(s) ("
+              + "; ".join(f"{', '.join(models)}" for models in result.loads.values()) + ")")
     if result.report:
         print(f"report: {result.report / 'index.html'}")
     for problem in result.problems:
@@ -132,6 +136,9 @@ def add_parsers(commands) -> None:
                      help="where the report of the whole store goes, re-rendered only when"
                           f" its content changed (default: {REPORT_FOLDER}/ beside the store)")
     run.add_argument("--no-report", action="store_true", help="print the table only")
+    run.add_argument("--max-memory", metavar="SIZE",
+                     help="memory the measurements running side by side may take together,"
+                          " by their estimates (e.g. 16G; default: 70 %% of the RAM)")
     run.add_argument("--save", action="append", metavar="WHAT",
                      help="keep recon (decoded images, PNG) and/or bitstreams, named by their"
                           " hash, in the folder beside the store (results.artefacts/ for"

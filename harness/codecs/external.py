@@ -537,6 +537,7 @@ class _QPCodec(ExternalCodec):
 
 class BPG(_QPCodec):
     name = "bpg"
+    seconds_per_megapixel = 4.0  # declared, on one core
     description = "BPG444 (libbpg 0.9.8, x265 backend), 4:4:4, BT.601 full range"
     quality_label = "QP (bpgenc -q), lower is better"
     recipe = "bpg"
@@ -556,6 +557,7 @@ class BPG(_QPCodec):
 
 class VTM(_QPCodec):
     name = "vtm"
+    seconds_per_megapixel = 130.0  # declared, on one core
     description = ("VVC intra, VTM reference software (encoder_intra_vtm.cfg), 4:4:4, "
                    "BT.709 full range")
     quality_label = "QP (EncoderApp -q), lower is better"
@@ -631,6 +633,7 @@ class VTM(_QPCodec):
 
 class X265(_QPCodec):
     name = "x265"
+    seconds_per_megapixel = 4.0  # declared, on one core
     description = ("HEVC intra 4:4:4, x265 CLI (preset medium, tune psnr), BT.601 full "
                    "range; decoded with ffmpeg")
     quality_label = "QP (x265 --qp), lower is better"
@@ -679,6 +682,7 @@ class X265(_QPCodec):
 
 class AVIF(ExternalCodec):
     name = "avif"
+    seconds_per_megapixel = 6.0  # declared, on one core
     description = "AVIF (libavif avifenc/avifdec, aom encoder, speed 6), 4:4:4, full range"
     qualities = (56, 48, 40, 32, 24, 16, 8)
     quality_label = "AV1 quantizer (avifenc --min/--max 0-63), lower is better"
@@ -706,6 +710,7 @@ class AVIF(ExternalCodec):
 
 class JPEGXL(ExternalCodec):
     name = "jpegxl"
+    seconds_per_megapixel = 3.0  # declared, on one core
     description = "JPEG XL (libjxl cjxl/djxl), effort 7, VarDCT in XYB"
     qualities = (10.0, 6.0, 4.0, 3.0, 2.0, 1.5, 1.0, 0.5)
     quality_label = "Butteraugli distance (cjxl -d), lower is better"
@@ -735,6 +740,7 @@ class JPEGXL(ExternalCodec):
 
 class WebPCLI(ExternalCodec):
     name = "webp-cli"
+    seconds_per_megapixel = 3.0  # declared, on one core
     description = "WebP lossy (libwebp cwebp/dwebp), 4:2:0, method 6"
     qualities = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
     quality_label = "cwebp quality 0-100"
@@ -760,6 +766,7 @@ class WebPCLI(ExternalCodec):
 
 class JPEG2000CLI(ExternalCodec):
     name = "jpeg2000-cli"
+    seconds_per_megapixel = 3.0  # declared, on one core
     description = "JPEG 2000 (OpenJPEG opj_compress/opj_decompress), 9/7 + ICT, J2K codestream"
     qualities = (192, 96, 48, 24, 12, 6)
     quality_label = "compression ratio (opj_compress -r; about 24/R bpp), lower is better"

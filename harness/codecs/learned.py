@@ -220,6 +220,10 @@ class LearnedCodec(Codec):
     latent_stride: int | None = None
     quality_label = "quality index"
     accepted_options = ("checkpoint", "device")
+    seconds_per_megapixel = 8.0  # STF-like: ~2.5 s a Kodak image on one core
+    holds_model = True
+    activation_bytes_per_pixel = 2048  # feature maps of the transforms and entropy model
+    network_bytes = 2**30  # a network's memory when its weights file is not known here
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -276,13 +280,16 @@ class LearnedCodec(Codec):
 
         Reads the manifest only: no file is loaded, hashed or downloaded.
         """
-        if self.checkpoint is not None:
-            path = Path(self.checkpoint)
-        else:
-            manifest = manifest_for(self.name)
-            entry = manifest.entry(quality) if manifest else None
-            path = Path(entry.path) if entry is not None and entry.path else None
+        path = self._local_weights(quality)
         return None if path is not None and path.is_file() else self._no_weights_message(quality)
+
+    def _local_weights(self, quality: Quality) -> Path | None:
+        """The --checkpoint file or the manifest's path for ``quality`` (not checked)."""
+        if self.checkpoint is not None:
+            return Path(self.checkpoint)
+        manifest = manifest_for(self.name)
+        entry = manifest.entry(quality) if manifest else None
+        return Path(entry.path) if entry is not None and entry.path else None
 
     def quick_availability(self) -> Availability:
         from importlib.util import find_spec
@@ -393,6 +400,26 @@ class LearnedCodec(Codec):
 
     def layout_hint(self, state_dict: dict) -> str:
         return ""
+
+    def memory_bytes(self, quality: Quality, pixels: int) -> int:
+        """The network (twice its weights file: the state_dict read, the module built;
+        ``network_bytes`` when the file is not known here) and its feature maps."""
+        path = self._local_weights(quality)
+        network = 2 * path.stat().st_size if path is not None and path.is_file() else (
+            self.network_bytes)
+        return super().memory_bytes(quality, pixels) + network + (
+            self.activation_bytes_per_pixel * pixels)
+
+    def release_models(self) -> None:
+        self._models.clear()
+        self._warm.clear()
+        import gc
+
+        gc.collect()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
 
     def warm_up(self, quality: Quality) -> None:
         """Load the network and run it once on a small image (first calls are slow)."""
@@ -508,6 +535,9 @@ class CompressAIZoo(LearnedCodec):
     harness's cache of CompressAI's published files, or are downloaded from
     CompressAI's URLs (sha256 prefix in the file name verified) when online.
     """
+
+    seconds_per_megapixel = 3.0  # convolutional: ~1 s a Kodak image
+    network_bytes = 2**28
 
     architecture: str = ""
     metric: str = "mse"

@@ -25,6 +25,7 @@ LAYOUT_KEY = "cc_mean_transforms2.0.0.weight"
 
 class Shen2023(ReleasedTransformerCodec):
     name = "shen2023"
+    seconds_per_megapixel = 40.0  # declared, on one core
     network = released = "shen2023"
     qualities = (1,)
     pad_multiple = 64

@@ -77,3 +77,72 @@ class SlowWarmUp(ToyQuantizer):
         if not SlowWarmUp._warm:
             time.sleep(float(os.environ.get("TOY_WARM_UP_S", "13")))
             SlowWarmUp._warm = True
+
+
+class ToyModel(ToyQuantizer):
+    """Holds a "model" per quality, as a learned codec holds a network: its loads, and
+    each task's start and end, are logged to $TOY_LOG (pid, event, quality, time); it
+    says its memory is $TOY_MODEL_BYTES and each measurement takes $TOY_TASK_S seconds.
+    Holding two models at once is an error."""
+
+    name = "toy-model"
+    holds_model = True
+
+    def __init__(self):
+        self._models = set()
+
+    def _log(self, event, quality):
+        with open(os.environ["TOY_LOG"], "a") as log:
+            log.write(f"{os.getpid()} {event} {float(quality):g} {time.time():.6f}\n")
+
+    def warm_up(self, quality):
+        if float(quality) not in self._models:
+            self._models.add(float(quality))
+            self._log("load", quality)
+
+    def release_models(self):
+        self._models.clear()
+
+    def memory_bytes(self, quality, pixels):
+        return int(os.environ.get("TOY_MODEL_BYTES", 2**20))
+
+    def encode(self, image, quality):
+        if len(self._models) > 1:
+            raise RuntimeError(f"holding {len(self._models)} models at once")
+        self._log("start", quality)
+        time.sleep(float(os.environ.get("TOY_TASK_S", "0")))
+        data = super().encode(image, quality)
+        self._log("end", quality)
+        return data
+
+
+class OutOfMemoryAtTwo(ToyQuantizer):
+    """At quality 2, allocates 4 GiB past a 512 MiB address-space limit it sets on its
+    own process: the allocation fails as it would on a full machine."""
+
+    name = "toy-oom"
+
+    def encode(self, image, quality):
+        if int(quality) == 2:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            with open("/proc/self/statm") as statm:
+                mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            resource.setrlimit(resource.RLIMIT_AS, (mapped + 2**29, hard))
+            try:
+                np.ones(2**32, dtype=np.uint8)
+            finally:
+                resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        return super().encode(image, quality)
+
+
+class KilledAtTwo(ToyQuantizer):
+    """At quality 2, its process receives SIGKILL, as from the kernel's OOM killer."""
+
+    name = "toy-oom-killed"
+
+    def encode(self, image, quality):
+        if int(quality) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().encode(image, quality)

@@ -1,0 +1,147 @@
+"""The plan's order, model reuse, memory-aware parallelism and out-of-memory tasks
+(harness/scheduling.py, harness/runner.py)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import pytest
+
+from harness import scheduling
+from harness.runner import _next_task
+from tests.conftest import run_cli
+from tests.test_registry import _with_plugin, installed_plugin  # noqa: F401 (fixture)
+
+
+@dataclass(frozen=True)
+class _Task:
+    codec: str
+    quality: float
+    seconds: float
+    memory: int = 0
+
+
+def test_longest_tasks_first_and_one_models_tasks_together():
+    tasks = [_Task("jpeg", 50, 0.01), _Task("vtm", 32, 20.0), _Task("stf", 1, 3.0),
+             _Task("jpeg", 50, 0.02), _Task("vtm", 32, 60.0), _Task("stf", 1, 2.0),
+             _Task("stf", 2, 3.5)]
+    ordered = scheduling.longest_first(tasks)
+    assert [(t.codec, t.quality, t.seconds) for t in ordered] == [
+        ("vtm", 32, 60.0), ("vtm", 32, 20.0), ("stf", 2, 3.5), ("stf", 1, 3.0),
+        ("stf", 1, 2.0), ("jpeg", 50, 0.02), ("jpeg", 50, 0.01)]
+
+
+def test_estimates_come_from_the_store_before_the_declared_cost():
+    speeds = {("vtm", 32.0): 100.0, ("vtm", None): 80.0}
+    pixels = 768 * 512
+    per_mp = scheduling.METRICS_SECONDS_PER_MEGAPIXEL
+    assert scheduling.estimate_seconds("vtm", 5.0, 32, pixels, speeds) == pytest.approx(
+        (100.0 + per_mp) * pixels / 1e6)
+    assert scheduling.estimate_seconds("vtm", 5.0, 37, pixels, speeds) == pytest.approx(
+        (80.0 + per_mp) * pixels / 1e6)  # another quality of the same codec
+    assert scheduling.estimate_seconds("bpg", 5.0, 37, pixels, speeds) == pytest.approx(
+        5.0 * pixels / 1e6)  # nothing stored: the declared cost
+
+
+def test_memory_sizes_and_what_may_run_beside_what():
+    assert scheduling.parse_memory("16G") == 16 * 2**30
+    assert scheduling.parse_memory("512MiB") == 512 * 2**20
+    assert scheduling.parse_memory("1000") == 1000
+    for bad in ("", "G", "-1G", "lots", "nanG", "infG"):
+        with pytest.raises(ValueError):
+            scheduling.parse_memory(bad)
+    pending = {"big1": _Task("shen", 1, 9, 7 * 2**30), "big2": _Task("shen", 1, 9, 7 * 2**30),
+               "small": _Task("jpeg", 50, 0.1, 2**27)}
+    queue = ["big2", "small"]
+    budget = 10 * 2**30
+    assert _next_task(queue, pending, [], budget) == "big2"
+    assert _next_task(queue, pending, ["big1"], budget) == "small"  # big2 waits
+    assert _next_task(["big2"], pending, ["big1"], budget) is None
+    assert _next_task(["big2"], pending, [], 2**30) == "big2"  # alone: runs however large
+
+
+def _run(codec, folder, tmp_path, plugin, *extra, env=None):
+    tmp_path.mkdir(exist_ok=True)
+    store = tmp_path / f"{codec}.sqlite"
+    done = run_cli("run", "--datasets", str(folder), "--codecs", codec, "--qualities", "2", "4",
+                   "6", "--jobs", "2", "--store", str(store), "--no-progress", "--no-report",
+                   *extra, env=_with_plugin(plugin) | (env or {}), cwd=tmp_path)
+    return done, store
+
+
+def _log(path):
+    """pid -> [(event, quality, time)]"""
+    events = defaultdict(list)
+    for line in path.read_text().splitlines():
+        pid, event, quality, when = line.split()
+        events[int(pid)].append((event, float(quality), float(when)))
+    return events
+
+
+def test_each_worker_loads_a_model_once_and_holds_one(installed_plugin, photo_folder,  # noqa: F811
+                                                      tmp_path):
+    log = tmp_path / "toy.log"
+    done, store = _run("toy-model", photo_folder, tmp_path, installed_plugin,
+                       env={"TOY_LOG": str(log), "TOY_TASK_S": "0.2"})
+    assert done.returncode == 0, done.stderr
+    events = _log(log)
+    loads = {pid: Counter(q for event, q, _ in items if event == "load")
+             for pid, items in events.items()}
+    ran = {pid: {q for event, q, _ in items if event == "start"} for pid, items in events.items()}
+    # each worker loaded each (codec, quality) it ran exactly once
+    assert all(set(loads[pid]) == ran[pid] and set(loads[pid].values()) == {1} for pid in loads)
+    total = sum(sum(per_worker.values()) for per_worker in loads.values())
+    reported = re.search(r"model loads: (\d+) in (\d+) worker", done.stdout)
+    assert reported and int(reported.group(1)) == total, done.stdout
+    assert int(reported.group(2)) == len(loads)
+    with sqlite3.connect(store) as db:  # none held two models (that is an error row)
+        assert db.execute("SELECT count(*) FROM results WHERE error IS NULL").fetchone() == (6,)
+
+    log.unlink()  # one worker: 3 models for 6 tasks, each loaded once
+    done, _ = _run("toy-model", photo_folder, tmp_path / "one", installed_plugin, "--jobs", "1",
+                   env={"TOY_LOG": str(log)})
+    assert done.returncode == 0, done.stderr
+    assert "model loads: 3 in 1 worker" in done.stdout
+    assert sum(event == "load" for items in _log(log).values() for event, _, _ in items) == 3
+
+
+def _overlaps(events) -> int:
+    """How many pairs of tasks ran at the same time."""
+    spans = []
+    for items in events.values():
+        starts = [when for event, _, when in items if event == "start"]
+        ends = [when for event, _, when in items if event == "end"]
+        spans += list(zip(starts, ends))
+    return sum(1 for i, (s1, e1) in enumerate(spans) for s2, e2 in spans[i + 1:]
+               if s1 < e2 and s2 < e1)
+
+
+def test_tasks_run_side_by_side_only_while_their_memory_fits(installed_plugin,  # noqa: F811
+                                                            photo_folder, tmp_path):
+    for limit, side_by_side in (("1G", False), ("4G", True)):
+        log = tmp_path / f"toy-{limit}.log"
+        done, _ = _run("toy-model", photo_folder, tmp_path / limit, installed_plugin,
+                       "--max-memory", limit,
+                       env={"TOY_LOG": str(log), "TOY_TASK_S": "0.4",
+                            "TOY_MODEL_BYTES": str(700 * 2**20)})
+        assert done.returncode == 0, done.stderr
+        assert (_overlaps(_log(log)) > 0) == side_by_side, limit
+    refused = run_cli("run", "--max-memory", "lots", "--no-report")
+    assert refused.returncode == 2 and "--max-memory" in refused.stderr
+
+
+@pytest.mark.parametrize(("codec", "says"), [
+    ("toy-oom", "MemoryError"),
+    ("toy-oom-killed", "out of memory, most likely"),
+])
+def test_a_task_out_of_memory_is_an_error_row_not_a_dead_run(codec, says, installed_plugin,  # noqa: F811
+                                                             photo_folder, tmp_path):
+    done, store = _run(codec, photo_folder, tmp_path, installed_plugin)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT quality, error FROM results ORDER BY quality").fetchall()
+    assert len(rows) == 6
+    assert all((says in (error or "")) == (quality == 2) for quality, error in rows), rows
