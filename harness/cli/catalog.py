@@ -1,4 +1,4 @@
-"""Commands that list what there is: ``codecs``, ``datasets``, ``published``."""
+"""Commands that list what there is: ``codecs``, ``metrics``, ``datasets``, ``published``."""
 
 from __future__ import annotations
 
@@ -29,6 +29,27 @@ def cmd_codecs(args: argparse.Namespace) -> int:
         print(f"{name:12s} {state}{origin}\n{'':12s} {codec.description}\n"
               f"{'':12s} {codec.quality_label}: {points}"
               + "".join(f"\n{'':12s} {note}" for note in notes))
+    return EXIT_OK
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from harness.metrics.registry import DEFAULT_METRICS, GROUPS, describe
+
+    entries = describe()
+    if args.format == "json":
+        print(json.dumps(entries, indent=1))
+        return EXIT_OK
+    for e in entries:
+        state = "available" if e["available"] else f"unavailable: {e['why']}"
+        better = {True: "higher is better", False: "lower is better", None: ""}
+        origin = "" if e["origin"] == "built-in" else f" [plugin from {e['origin']}]"
+        print(f"{e['name']:12s} {state}{origin}\n{'':12s} {e['description']}\n"
+              f"{'':12s} needs: {', '.join(e['needs']) or 'numpy only'};"
+              f" {better[e['higher_is_better']]}; stored in {e['stored'] or '-'};"
+              f" fingerprint {e['fingerprint'] or '-'}")
+    print(f"\nalways measured: {', '.join(DEFAULT_METRICS)}; groups: "
+          + "; ".join(f"{g} = {' '.join(names)}" for g, names in GROUPS.items())
+          + " (harness run --metrics NAME ...)")
     return EXIT_OK
 
 
@@ -73,6 +94,14 @@ def add_parsers(commands) -> None:
                         help="probe each codec fully (import the learned codecs' libraries,"
                              " look up their published files): slower")
     codecs.set_defaults(handler=cmd_codecs)
+
+    metrics = commands.add_parser(
+        "metrics", help="list quality metrics: what each needs, whether it runs here",
+        description="Every quality metric `harness run --metrics` can measure: built-ins and"
+                    " plugins (entry-point group harness.metrics), what each needs, whether"
+                    " it can run here, its fingerprint and direction.")
+    metrics.add_argument("--format", choices=["text", "json"], default="text")
+    metrics.set_defaults(handler=cmd_metrics)
 
     datasets = commands.add_parser("datasets", help="list the known datasets")
     datasets.add_argument("--data-dir", metavar="DIR", help="dataset cache to look in")

@@ -77,3 +77,27 @@ class SlowWarmUp(ToyQuantizer):
         if not SlowWarmUp._warm:
             time.sleep(float(os.environ.get("TOY_WARM_UP_S", "13")))
             SlowWarmUp._warm = True
+
+
+# --- metrics (entry-point group harness.metrics) ----------------------------------------
+
+from harness.metrics.registry import Metric  # noqa: E402
+
+
+class MeanAbsoluteError(Metric):
+    name = "toy-mae"
+    higher_is_better = False
+    description = "mean absolute error over RGB (a test plugin)"
+
+    def compute(self, original, reconstruction):
+        return float(np.abs(original.astype(int) - reconstruction).mean())
+
+
+class NeedsMissingModule(MeanAbsoluteError):
+    name = "toy-needs-missing"
+    needs = ("a_module_nobody_installed",)
+    install = "pip install nothing"
+
+
+class NotAMetric:
+    name = "toy-not-a-metric"
