@@ -33,9 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.colour import MATRICES, ColourMatrix
+from harness.colour import BT601, BT709, BT2020
 
-MATRIX_NAMES = ("bt709", "bt601", "bt2020")
+MATRICES = {m.name: m for m in (BT709, BT601, BT2020)}
+MATRIX_NAMES = tuple(MATRICES)
 BIT_DEPTHS = (8, 10)
 MS_SSIM_PAD = 164  # JPEG AI pads planes to this size before MS-SSIM (5 scales need > 160)
 YUV_WEIGHTS = (6, 1, 1)  # PSNR-YUV = (6 Y + U + V) / 8
@@ -68,7 +69,7 @@ DEFAULT_YCBCR = YCbCrSettings()
 
 def to_codes(image: np.ndarray, settings: YCbCrSettings) -> np.ndarray:
     """uint8 RGB (H x W x 3) -> Y, U, V code values (float64, 3 x H x W), JPEG AI's way."""
-    matrix: ColourMatrix = MATRICES[settings.matrix]
+    matrix = MATRICES[settings.matrix]
     peak = settings.peak
     rgb = np.rint(image.astype(np.float64) / 255.0 * peak) / peak
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
