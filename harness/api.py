@@ -171,11 +171,13 @@ def prepare_codecs(names: Sequence[str], qualities=None, checkpoint=None, device
 def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
             command: str = "run", jobs: int | None = None, progress: bool = False,
             timeout: float | None = None, setup_timeout: float | None = None,
-            scheduler: str | None = None, save: tuple[str, ...] = ()):
+            scheduler: str | None = None, save: tuple[str, ...] = (), metrics=None):
     """Measure what the store lacks; return the runner's outcome and the rows of these codecs.
 
     Unreadable images and failed measurements are appended to ``problems``. ``save``:
     the artefact kinds to keep beside the store (see :mod:`harness.artefacts`).
+    ``metrics``: a :class:`harness.metrics.registry.MetricSet` (default: PSNR and
+    MS-SSIM on RGB only).
     """
     from harness import artefacts, runner
     from harness.store import ResultsStore
@@ -183,10 +185,12 @@ def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs must be at least 1")
     jobs = jobs or runner.default_jobs()
+    metrics = metrics or runner.DEFAULT_SET
     with ResultsStore(store_path) as store:
         config = {"command": command, "datasets": [d.id for d in datasets],
                   "codecs": [c.name for _, c in codecs], "qualities": qualities, "jobs": jobs,
-                  "options": {c.name: dict(spec.options) for spec, c in codecs if spec.options}}
+                  "options": {c.name: dict(spec.options) for spec, c in codecs if spec.options},
+                  "metrics": metrics.fingerprints()}
         run_id = store.start_run(config, _versions([c for _, c in codecs]))
         images = []
         for dataset in datasets:
@@ -196,7 +200,7 @@ def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
                 say(f"warning: {warning}")
             problems.extend(f"image skipped: {error}" for error in report.errors)
 
-        tasks, cached = runner.plan(codecs, qualities, images, store, save)
+        tasks, cached = runner.plan(codecs, qualities, images, store, save, metrics)
         say(f"{len(images)} images x {len(codecs)} codecs: {len(tasks)} measurements to make,"
             f" {cached} already in {store.path}")
         started = time.perf_counter()
@@ -231,7 +235,9 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
         *, data_dir=None, follow_symlinks: bool = False, checkpoint=None, device=None,
         lenient: bool = False, timeout: float = 3600, setup_timeout: float | None = None,
         scheduler: str | None = None, progress: bool = False,
-        report: str | Path | bool = True, save: str | Sequence[str] | None = None) -> RunResult:
+        report: str | Path | bool = True, save: str | Sequence[str] | None = None,
+        metrics: Sequence[str] = (), ycbcr_matrix: str = "bt709",
+        ycbcr_bits: int = 10) -> RunResult:
     """``harness run``: measure, store, and render the report of the whole store; see
     :func:`benchmark`.
 
@@ -240,12 +246,17 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
     images (PNG) and / or the bitstreams in the folder beside the store
     (``results.artefacts``, see :mod:`harness.artefacts`); the report's gallery shows
     the decoded images.
+    ``metrics``: metric names or groups (``jpeg-ai``) measured besides PSNR and MS-SSIM
+    on RGB (``harness metrics`` lists them); a stored row without one is measured again.
+    ``ycbcr_matrix`` (bt709, bt601, bt2020) and ``ycbcr_bits`` (10, 8): how the Y'CbCr
+    metrics convert (:mod:`harness.metrics.ycbcr`).
     Everything that can be refused (the scheduler address, the report folder) is refused
     before anything is measured.
     """
     from harness.artefacts import parse_save
 
     save = parse_save(save)
+    metric_set = metric_selection(metrics, ycbcr_matrix, ycbcr_bits)
     if scheduler:
         from harness.cluster import parse_scheduler
 
@@ -261,7 +272,7 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
                                                       lenient)
     outcome, rows = measure(store, datasets, ready, ready_qualities, problems, jobs=jobs,
                             progress=progress, timeout=timeout, setup_timeout=setup_timeout,
-                            scheduler=scheduler, save=save)
+                            scheduler=scheduler, save=save, metrics=metric_set)
     result = RunResult(rows, problems, outcome.done, outcome.cached, outcome.seconds,
                        outcome.interrupted, datasets, [c for _, c in ready])
     if rows and report and not outcome.interrupted:
@@ -272,6 +283,22 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
         # the report of the whole store: a run adds to it, nothing measured before vanishes
         result.report = build_report(store, report)
     return result
+
+
+def metric_selection(names: Sequence[str] = (), ycbcr_matrix: str = "bt709",
+                     ycbcr_bits: int = 10):
+    """The :class:`~harness.metrics.registry.MetricSet` of ``names`` (groups expanded),
+    refused before anything is measured when a name is unknown or cannot run here."""
+    from harness.metrics.registry import MetricSet, expand
+    from harness.metrics.ycbcr import YCbCrSettings
+
+    try:
+        settings = YCbCrSettings(ycbcr_matrix, int(ycbcr_bits))
+    except ValueError as exc:
+        raise UsageError(f"--ycbcr-matrix / --ycbcr-bits: {exc}") from None
+    selected = MetricSet(expand(names), settings)
+    selected.check_available()
+    return selected
 
 
 def benchmark(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_CODECS,

@@ -298,6 +298,9 @@ class MetricSet:
         return found
 
 
+DEFAULT_SET = MetricSet()
+
+
 def describe(names: Sequence[str] | None = None) -> list[dict]:
     """One entry per metric: name, origin, needs, whether it runs here, fingerprint ..."""
     out = []

@@ -1,0 +1,85 @@
+"""`harness run --metrics`: the workers measure the selected metrics, the store keeps them,
+a row without a requested metric is measured again, and they flow to export, bd, check."""
+
+import numpy as np
+import pytest
+
+from harness.images import load_image
+from harness.metrics.registry import MetricSet, expand
+from harness.registry import create_codec
+from harness.store import ResultsStore
+from tests.conftest import run_cli, stored_rows
+from tests.test_registry import _with_plugin, installed_plugin  # noqa: F401  (a fixture)
+
+JPEG_AI = ("psnr-y", "psnr-u", "psnr-v", "psnr-yuv", "ms-ssim-y")
+
+
+def _run(store, folder, *extra, env=None):
+    ran = run_cli("run", "--datasets", str(folder), "--codecs", "jpeg", "--qualities", "30",
+                  "60", "--jobs", "1", "--store", str(store), "--no-progress", "--no-report",
+                  *extra, env=env)
+    assert ran.returncode == 0, ran.stderr
+    return ran
+
+
+def test_jpeg_ai_metrics_are_measured_stored_and_resumed(photo_folder, tmp_path):
+    store = tmp_path / "r.sqlite"
+    _run(store, photo_folder)  # the default: PSNR and MS-SSIM on RGB only
+    default = stored_rows(store)
+    with ResultsStore(store, readonly=True) as s:
+        assert not any("psnr-y" in r for r in s.rows())
+
+    ran = _run(store, photo_folder, "--metrics", "jpeg-ai")
+    assert "4 measurements to make, 0 already" in ran.stderr  # rows lacking them: again
+    with ResultsStore(store, readonly=True) as s:
+        rows = s.rows()
+    assert len(rows) == 4 and all(set(JPEG_AI) <= r.keys() for r in rows)
+    # the stored values are those of the codec's own reconstruction, computed here again
+    row = next(r for r in rows if r["image_id"] == "a.png" and r["quality"] == 30)
+    image = load_image(photo_folder / "a.png").pixels
+    codec = create_codec("jpeg")
+    decoded = codec.decode(codec.encode(image, 30))
+    expected = MetricSet(expand(["jpeg-ai"])).measure(image, decoded)
+    for name in JPEG_AI:
+        assert row[name] == pytest.approx(expected[name][0], abs=1e-9), name
+    assert 20 < row["psnr-y"] < 60 and row["psnr-u"] > row["psnr-y"]  # chroma is smoother
+
+    again = _run(store, photo_folder, "--metrics", "jpeg-ai")
+    assert "0 measurements to make, 4 already" in again.stderr
+    # the default run after it reuses every row (extra metrics are kept, not required)
+    assert "0 measurements to make, 4 already" in _run(store, photo_folder).stderr
+    # other Y'CbCr settings are another fingerprint: measured again
+    eight = _run(store, photo_folder, "--metrics", "psnr-y", "--ycbcr-bits", "8")
+    assert "4 measurements to make, 0 already" in eight.stderr
+    with ResultsStore(store, readonly=True) as s:
+        fingerprints = s.metric_fingerprints(s.rows()[0]["codec_fingerprint"])
+    assert {f["psnr-y"] for f in fingerprints.values()} == {"psnr-y/v1/bt709-8bit"}
+    # the other metrics of a row measured again are measured again with it, not lost
+    assert all(set(JPEG_AI) <= set(f) for f in fingerprints.values())
+    assert len(default) == len(stored_rows(store))
+
+
+def test_unknown_or_unavailable_metrics_are_refused_before_measuring(photo_folder, tmp_path,
+                                                                     installed_plugin):  # noqa: F811
+    store = tmp_path / "r.sqlite"
+    ran = run_cli("run", "--datasets", str(photo_folder), "--codecs", "jpeg", "--store",
+                  str(store), "--metrics", "psnr-yy")
+    assert ran.returncode == 2 and "unknown metric 'psnr-yy'" in ran.stderr
+    assert "psnr-y" in ran.stderr and not store.exists()
+    missing = run_cli("run", "--datasets", str(photo_folder), "--codecs", "jpeg", "--store",
+                      str(store), "--metrics", "toy-needs-missing",
+                      env=_with_plugin(installed_plugin))
+    assert missing.returncode == 2 and "a_module_nobody_installed" in missing.stderr
+    assert not store.exists()
+
+
+def test_a_plugin_metric_is_measured_in_the_workers(photo_folder, tmp_path,
+                                                    installed_plugin):  # noqa: F811
+    store = tmp_path / "r.sqlite"
+    _run(store, photo_folder, "--metrics", "toy-mae", env=_with_plugin(installed_plugin))
+    with ResultsStore(store, readonly=True) as s:
+        rows = s.rows()
+    assert all(0 < r["toy-mae"] < 20 for r in rows)
+    q30 = [r["toy-mae"] for r in rows if r["quality"] == 30]
+    q60 = [r["toy-mae"] for r in rows if r["quality"] == 60]
+    assert np.mean(q30) > np.mean(q60)  # more error at the lower quality
