@@ -572,6 +572,10 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
     tol = _check.Tolerances(max_bd_rate, max_psnr_drop, max_rate_increase,
                             forward_tolerance_db, max_rate_gap, image_psnr, image_bpp)
     _check_thresholds(tol, gate_images, gate_crop)
+    from harness.curves import METRICS, metric_column
+
+    metric_column(metric)  # an unknown metric is refused here
+    metric_set = metric_selection([] if metric in METRICS else [metric])
     for path in checkpoints:
         if not Path(path).is_file():
             raise UsageError(f"checkpoint {path} does not exist")
@@ -665,7 +669,8 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
         qualities[base.name] = [1]
     problems: list[str] = []
     outcome, rows = measure(store, datasets, new_codecs + base_codecs, qualities, problems,
-                            command="check", jobs=jobs, progress=progress)
+                            command="check", jobs=jobs, progress=progress,
+                            metrics=metric_set)
     for problem in problems:
         say(f"error: {problem}")
     if outcome.interrupted:
@@ -770,12 +775,17 @@ def _baseline_curves(spec: str, datasets, store_path, aggregate: str, rate: str,
 
 def _points(rows: list[dict], fingerprints: set[str], metric: str, aggregate: str, rate: str):
     """(bpp, quality) of each codec's mean over images, sorted by rate."""
+    import numpy as np
+
     from harness.aggregate import RATE_COLUMN, summarize
-    from harness.curves import METRIC_COLUMN
+    from harness.curves import metric_column
 
     summary = summarize([r for r in rows if r["codec_fingerprint"] in fingerprints], aggregate)
     summary = summary[summary["images"] > 0].sort_values(RATE_COLUMN[rate])
-    return summary[RATE_COLUMN[rate]].to_numpy(), summary[METRIC_COLUMN[metric]].to_numpy()
+    column = metric_column(metric)
+    if column not in summary:  # measured before the metric was asked for: no points
+        return np.array([]), np.array([])
+    return summary[RATE_COLUMN[rate]].to_numpy(), summary[column].to_numpy()
 
 
 # --- complexity ------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """`harness run --metrics`: the workers measure the selected metrics, the store keeps them,
 a row without a requested metric is measured again, and they flow to export, bd, check."""
 
+import json
+import math
+
 import numpy as np
 import pytest
 
@@ -9,6 +12,7 @@ from harness.metrics.registry import MetricSet, expand
 from harness.registry import create_codec
 from harness.store import ResultsStore
 from tests.conftest import run_cli, stored_rows
+from tests.test_check import _check, trained  # noqa: F401  (a fixture)
 from tests.test_registry import _with_plugin, installed_plugin  # noqa: F401  (a fixture)
 
 JPEG_AI = ("psnr-y", "psnr-u", "psnr-v", "psnr-yuv", "ms-ssim-y")
@@ -83,3 +87,78 @@ def test_a_plugin_metric_is_measured_in_the_workers(photo_folder, tmp_path,
     q30 = [r["toy-mae"] for r in rows if r["quality"] == 30]
     q60 = [r["toy-mae"] for r in rows if r["quality"] == 60]
     assert np.mean(q30) > np.mean(q60)  # more error at the lower quality
+
+
+def test_extra_metrics_flow_to_export_bd_and_check(photo_folder, tmp_path):
+    store = tmp_path / "r.sqlite"
+    run_cli("run", "--datasets", str(photo_folder), "--codecs", "jpeg", "webp", "--jobs", "1",
+            "--qualities", "20", "40", "60", "80", "--store", str(store), "--no-progress",
+            "--no-report", "--metrics", "jpeg-ai")
+    out = tmp_path / "export"
+    exported = run_cli("export", "--store", str(store), "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(next(out.glob("**/jpeg*.json")).read_text())
+    results = document["results"]
+    assert set(JPEG_AI) <= set(results) and len(results["psnr-y"]) == 4
+    assert all(math.isfinite(v) for v in results["psnr-yuv"])
+
+    table = run_cli("bd", "--store", str(store), "--anchor", "jpeg", "--metrics", "psnr-y",
+                    "ms-ssim-y", "--format", "csv")
+    assert table.returncode == 0, table.stderr
+    lines = [line for line in table.stdout.splitlines() if line.startswith(
+        tuple(f"{p}," for p in ("photos",))) or ",webp," in line]
+    found = {line.split(",")[1] for line in lines if ",webp," in line}
+    assert found == {"psnr-y", "ms-ssim-y"}, table.stdout
+
+
+def test_check_compares_on_a_registry_metric(trained, tmp_path):  # noqa: F811
+    good, worse = trained
+    store = tmp_path / "r.sqlite"
+    done = _check("--checkpoints", str(worse), "--baseline", str(good), "--metric", "psnr-y",
+                  "--store", str(store), "--json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    (comparison,) = json.loads(done.stdout)["comparisons"]
+    assert comparison["numbers"]["delta_psnr_db"] < -0.05
+    with ResultsStore(store, readonly=True) as s:
+        rows = s.rows()
+    means = {}
+    for row in rows:
+        means.setdefault(row["codec_fingerprint"], []).append((row["psnr-y"], row["psnr"]))
+    psnr_y = [np.mean([y for y, _ in v]) for v in means.values()]
+    psnr_rgb = [np.mean([p for _, p in v]) for v in means.values()]
+    # the comparison is made on the Y'CbCr PSNR the workers measured, not on RGB PSNR
+    assert any(comparison["numbers"]["psnr"] == pytest.approx(v, abs=1e-9) for v in psnr_y)
+    assert not any(comparison["numbers"]["psnr"] == pytest.approx(v, abs=1e-6)
+                   for v in psnr_rgb)
+    refused = _check("--checkpoints", str(worse), "--baseline", str(good), "--metric", "vmaf-x",
+                     "--store", str(store), cwd=tmp_path)
+    assert refused.returncode == 2 and "unknown metric 'vmaf-x'" in refused.stderr
+
+
+def test_exported_metrics_read_back_and_bad_values_are_refused(photo_folder, tmp_path):
+    store = tmp_path / "r.sqlite"
+    run_cli("run", "--datasets", str(photo_folder), "--codecs", "jpeg", "webp", "--jobs", "1",
+            "--qualities", "20", "40", "60", "80", "--store", str(store), "--no-progress",
+            "--no-report", "--metrics", "psnr-y", "ms-ssim-y")
+    out = tmp_path / "export"
+    assert run_cli("export", "--store", str(store), "--out", str(out)).returncode == 0
+    jpeg, webp = (next(out.glob(f"*/{name}.json")) for name in ("jpeg", "webp"))
+    from_store = run_cli("bd", "--store", str(store), "--anchor", "jpeg", "--metrics",
+                         "psnr-y", "ms-ssim-y", "--format", "json")
+    elsewhere = tmp_path / "elsewhere"  # no store there: the files alone
+    elsewhere.mkdir()
+    from_files = run_cli("bd", "--files", str(jpeg), str(webp), "--anchor",
+                         "jpeg [imported: jpeg.json]", "--metrics", "psnr-y", "ms-ssim-y",
+                         "--format", "json", cwd=elsewhere)
+    assert from_files.returncode == 0, from_files.stderr
+    stored = {r["metric"]: r["bd_rate"] for r in json.loads(from_store.stdout)["rows"]}
+    read = {r["metric"]: r["bd_rate"] for r in json.loads(from_files.stdout)["rows"]}
+    assert set(read) == {"psnr-y", "ms-ssim-y"}
+    for metric, value in stored.items():
+        assert value == pytest.approx(read[metric], abs=1e-6)
+    document = json.loads(webp.read_text())
+    document["results"]["psnr-y"][0] = 151.0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(document))
+    refused = run_cli("import", str(bad), "--store", str(tmp_path / "i.sqlite"))
+    assert refused.returncode == 2 and "results['psnr-y'][0] is 151.0" in refused.stderr

@@ -189,7 +189,9 @@ def add_parsers(commands) -> None:
     chk.add_argument("--lenient", action="store_true",
                      help="load the entries of the checkpoint that fit and report every"
                           " skipped one (codecs that allow it)")
-    chk.add_argument("--metric", default="psnr", choices=["psnr", "ms-ssim"])
+    chk.add_argument("--metric", default="psnr",
+                     help="psnr (default) or ms-ssim on RGB, or a metric measured with run"
+                          " --metrics (psnr-y, ms-ssim-y ...)")
     chk.add_argument("--method", default="pchip", choices=["pchip", "akima", "cubic"])
     chk.add_argument("--max-bd-rate", type=float, default=0.5, metavar="PCT",
                      help="largest BD-rate increase that passes (default +0.5 %%)")
