@@ -56,3 +56,19 @@ def test_plugin_metrics_are_listed_validated_and_cannot_shadow(installed_plugin)
     assert "failed to load" in entries["toy-broken-metric"]["why"]
     # a plugin that takes a built-in's name does not replace it
     assert entries["psnr-y"]["origin"] == "built-in"
+
+
+def test_curves_name_the_metrics_they_can_be_compared_on():
+    from harness.curves import curve_from_results, metric_names
+
+    with_y = curve_from_results("a", "d", "imported", {
+        "bpp": [0.5, 1.0], "psnr-rgb": [30.0, 33.0], "psnr-y": [31.0, 34.0],
+        "ms-ssim-y": [0.9, 0.99]})
+    plain = curve_from_results("b", "d", "imported", {"bpp": [0.4, 0.9], "psnr-rgb": [29.0, 32.0]})
+    assert metric_names([with_y, plain]) == ["psnr", "psnr-y", "ms-ssim-y"]
+    assert metric_names([plain]) == ["psnr"]
+    bpp, db = with_y.rd("ms-ssim-y")  # a similarity is compared in dB, as MS-SSIM
+    assert db == pytest.approx([10.0, 20.0])
+    assert plain.rd("psnr-y")[0].size == 0 and not plain.has("psnr-y")
+    with pytest.raises(UsageError, match="unknown metric 'psnr-x'"):
+        with_y.rd("psnr-x")
