@@ -96,11 +96,17 @@ def ms_ssim_plane(original: np.ndarray, reconstruction: np.ndarray, peak: int) -
     import torch
     from pytorch_msssim import ms_ssim
 
-    def as_tensor(plane: np.ndarray) -> torch.Tensor:
-        height, width = plane.shape
-        padded = np.zeros((max(height, MS_SSIM_PAD), max(width, MS_SSIM_PAD)), np.float32)
-        padded[:height, :width] = plane
-        return torch.from_numpy(padded)[None, None]
-
     with torch.inference_mode():
-        return float(ms_ssim(as_tensor(original), as_tensor(reconstruction), data_range=peak))
+        return float(ms_ssim(padded_tensor(original, MS_SSIM_PAD),
+                             padded_tensor(reconstruction, MS_SSIM_PAD), data_range=peak))
+
+
+def padded_tensor(plane: np.ndarray, size: int):
+    """One plane as a 1 x 1 x H x W float32 tensor, zero-padded (bottom, right) to at
+    least ``size`` x ``size``, as JPEG AI pads planes for metrics that need a minimum."""
+    import torch
+
+    height, width = plane.shape
+    padded = np.zeros((max(height, size), max(width, size)), np.float32)
+    padded[:height, :width] = plane
+    return torch.from_numpy(padded)[None, None]
