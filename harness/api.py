@@ -317,8 +317,9 @@ def benchmark(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEF
         store: the SQLite results file; created if missing.
         jobs: parallel workers (default: all cores).
         metrics: the metric columns to return besides the keys (``bpp``, ``psnr``,
-            ``ms_ssim``, ``ms_ssim_db``, ``encode_s`` ...); default all. Every metric
-            is always measured and stored.
+            ``ms_ssim``, ``ms_ssim_db``, ``encode_s`` ...); default all. Names of the
+            metric registry (``psnr-y``, ``vif``) or its groups (``jpeg-ai``) are also
+            measured (``harness run --metrics``); the results-table ones always are.
         options: the other options of ``harness run``, as keywords: ``data_dir``,
             ``follow_symlinks``, ``checkpoint``, ``device``, ``lenient``, ``timeout``,
             ``setup_timeout``, ``scheduler``, ``progress``, ``save``.
@@ -337,14 +338,19 @@ def benchmark(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEF
     import pandas as pd
 
     from harness.errors import HarnessWarning
+    from harness.metrics.registry import GROUPS, create_metric, metric_entries
 
-    result = run(datasets, codecs, qualities, store, jobs, report=False, **options)
+    registry = [m for m in metrics or () if m in metric_entries() or m in GROUPS]
+    result = run(datasets, codecs, qualities, store, jobs, report=False, metrics=registry,
+                 **options)
     for problem in result.problems:
         warnings.warn(problem, HarnessWarning, stacklevel=2)
     if result.interrupted:
         raise KeyboardInterrupt("finished measurements are stored; call again to resume")
     frame = pd.DataFrame(result.rows)
     if metrics is not None:
+        metrics = [create_metric(n).column or n if n in metric_entries() else n
+                   for m in metrics for n in GROUPS.get(m, (m,))]  # psnr-rgb -> psnr
         unknown = [m for m in metrics if m not in frame.columns]
         if unknown and not frame.empty:
             raise UsageError(f"unknown metric column(s) {', '.join(unknown)}; the rows have"

@@ -162,3 +162,13 @@ def test_exported_metrics_read_back_and_bad_values_are_refused(photo_folder, tmp
     bad.write_text(json.dumps(document))
     refused = run_cli("import", str(bad), "--store", str(tmp_path / "i.sqlite"))
     assert refused.returncode == 2 and "results['psnr-y'][0] is 151.0" in refused.stderr
+
+
+def test_the_python_api_measures_registry_metrics_it_is_asked_for(photo_folder, tmp_path):
+    from harness import api
+
+    frame = api.benchmark([str(photo_folder)], ["jpeg"], [50], tmp_path / "r.sqlite", jobs=1,
+                          metrics=["psnr-rgb", "psnr-y", "bpp"])
+    assert set(frame.columns) == {"dataset", "image_id", "codec", "quality", "error", "psnr",
+                                  "psnr-y", "bpp"}
+    assert (frame["psnr-y"] > 20).all()
