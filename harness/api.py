@@ -301,6 +301,70 @@ def metric_selection(names: Sequence[str] = (), ycbcr_matrix: str = "bt709",
     return selected
 
 
+@dataclass
+class MetricsAdded:
+    """What ``harness metrics add`` did: rows given the metrics from their kept
+    reconstruction, rows that had them already, and rows without a kept reconstruction
+    (measured again by ``harness run ... --metrics``, which re-encodes)."""
+
+    added: int = 0
+    had: int = 0
+    without_recon: list[str] = field(default_factory=list)  # "codec q=Q dataset/image"
+    metrics: tuple[str, ...] = ()
+
+
+def add_metrics(names: Sequence[str], store=DEFAULT_STORE, ycbcr_matrix: str = "bt709",
+                ycbcr_bits: int = 10) -> MetricsAdded:
+    """``harness metrics add``: compute registry metrics for rows already in the store,
+    from the reconstructions kept with ``--save recon``, without encoding anything.
+
+    A row whose reconstruction was not kept is listed in ``without_recon``: ``harness
+    run`` with ``--metrics`` measures it again (encoding and decoding anew).
+    """
+    from harness.artefacts import ArtefactFolder, folder_for
+    from harness.images import image_content_hash, load_image
+    from harness.store import ResultsStore
+
+    selection = metric_selection(names, ycbcr_matrix, ycbcr_bits)
+    wanted = selection.fingerprints()
+    if not wanted:
+        raise UsageError("psnr-rgb and ms-ssim-rgb are in every row already; name a metric"
+                         " of the metrics table (`harness metrics` lists them), e.g. psnr-y")
+    if not Path(store).is_file():
+        raise UsageError(f"no results store at {store}; run `harness run` first or pass --store")
+    outcome = MetricsAdded(metrics=tuple(wanted))
+    with ResultsStore(store) as db:
+        folder, kept = ArtefactFolder(folder_for(db.path)), db.artefacts()
+        stored: dict[str, dict] = {}
+        seen: set[tuple] = set()
+        for row in db.rows():
+            key = (row["codec_fingerprint"], float(row["quality"]), row["image_hash"])
+            if row["error"] or key in seen:
+                continue
+            seen.add(key)
+            if key[0] not in stored:
+                stored[key[0]] = db.metric_fingerprints(key[0])
+            if all(stored[key[0]].get(key[1:], {}).get(m) == f for m, f in wanted.items()):
+                outcome.had += 1
+                continue
+            recon = kept.get(key, {}).get("recon")
+            if recon is None or not folder.has(recon, "recon"):
+                outcome.without_recon.append(f"{row['codec']} q={row['quality']:g}"
+                                             f" {row['dataset']}/{row['image_id']}")
+                continue
+            path = db.known_images(row["dataset"])[row["image_id"]].path
+            original = load_image(path).pixels
+            if image_content_hash(original) != key[2]:
+                outcome.without_recon.append(f"{row['codec']} q={row['quality']:g}"
+                                             f" {row['dataset']}/{row['image_id']} (the"
+                                             " image file changed)")
+                continue
+            decoded = load_image(folder.path(recon, "recon")).pixels
+            db.put_metrics(key, selection.measure(original, decoded))
+            outcome.added += 1
+    return outcome
+
+
 def benchmark(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_CODECS,
               qualities: Sequence[float] | None = None, store=DEFAULT_STORE,
               jobs: int | None = None, metrics: Sequence[str] | None = None, **options):

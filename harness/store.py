@@ -411,6 +411,16 @@ class ResultsStore:
             found.setdefault((float(quality), image_hash), {})[metric] = metric_fingerprint
         return found
 
+    def put_metrics(self, key: tuple[str, float, str],
+                    measured: dict[str, tuple[float, str]]) -> None:
+        """Add (or replace) metric values of the stored result ``key`` (codec fingerprint,
+        quality, image hash), its other metrics kept: values computed later from its kept
+        reconstruction (``harness metrics add``)."""
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
+                                [(*key, name, _sql_float(value), metric_fingerprint)
+                                 for name, (value, metric_fingerprint) in measured.items()])
+
     def put_result(self, row: ResultRow, run_id: int | None = None,
                    artefacts: dict[str, str] | None = None) -> None:
         """Write one measurement in its own transaction (replaces an earlier one).

@@ -172,3 +172,35 @@ def test_the_python_api_measures_registry_metrics_it_is_asked_for(photo_folder, 
     assert set(frame.columns) == {"dataset", "image_id", "codec", "quality", "error", "psnr",
                                   "psnr-y", "bpp"}
     assert (frame["psnr-y"] > 20).all()
+
+
+def test_metrics_add_computes_from_kept_reconstructions_without_encoding(photo_folder,
+                                                                         tmp_path):
+    kept, fresh = tmp_path / "kept.sqlite", tmp_path / "fresh.sqlite"
+    _run(kept, photo_folder, "--save", "recon")
+    _run(fresh, photo_folder, "--metrics", "psnr-y", "ms-ssim-y")
+    before = stored_rows(kept)
+    added = run_cli("metrics", "add", "psnr-y", "ms-ssim-y", "--store", str(kept))
+    assert added.returncode == 0, added.stderr
+    assert "added to 4 rows from their kept reconstructions; 0 rows had them" in added.stdout
+    assert stored_rows(kept) == before  # no result row was measured or written again
+    with ResultsStore(kept, readonly=True) as a, ResultsStore(fresh, readonly=True) as b:
+        got = {(r["image_id"], r["quality"]): (r["psnr-y"], r["ms-ssim-y"]) for r in a.rows()}
+        want = {(r["image_id"], r["quality"]): (r["psnr-y"], r["ms-ssim-y"]) for r in b.rows()}
+    assert got.keys() == want.keys() and len(got) == 4
+    for key, values in got.items():
+        assert values == pytest.approx(want[key], abs=1e-9)
+    # a run asking for them now finds them; adding again finds nothing to do
+    assert "0 measurements to make, 4 already" in _run(kept, photo_folder, "--metrics",
+                                                       "psnr-y", "ms-ssim-y").stderr
+    again = run_cli("metrics", "add", "psnr-y", "--store", str(kept))
+    assert "added to 0 rows" in again.stdout and "4 rows had them already" in again.stdout
+
+    plain = tmp_path / "plain.sqlite"
+    _run(plain, photo_folder)
+    missing = run_cli("metrics", "add", "psnr-y", "--store", str(plain))
+    assert missing.returncode == 1
+    assert "4 rows have no kept reconstruction" in missing.stderr
+    assert "--metrics psnr-y" in missing.stderr
+    useless = run_cli("metrics", "add", "psnr-rgb", "--store", str(plain))
+    assert useless.returncode == 2 and "in every row already" in useless.stderr

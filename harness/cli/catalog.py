@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from harness.api import DEFAULT_STORE
 from harness.cli.common import EXIT_OK
 from harness.errors import UsageError
 
@@ -35,6 +36,9 @@ def cmd_codecs(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from harness.metrics.registry import DEFAULT_METRICS, GROUPS, describe
 
+    if args.action == "add":
+        return _add_metrics(args)
+
     entries = describe()
     if args.format == "json":
         print(json.dumps(entries, indent=1))
@@ -50,6 +54,22 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     print(f"\nalways measured: {', '.join(DEFAULT_METRICS)}; groups: "
           + "; ".join(f"{g} = {' '.join(names)}" for g, names in GROUPS.items())
           + " (harness run --metrics NAME ...)")
+    return EXIT_OK
+
+
+def _add_metrics(args: argparse.Namespace) -> int:
+    from harness import api
+    from harness.cli.common import EXIT_FAILED, say
+
+    done = api.add_metrics(args.names, args.store, args.ycbcr_matrix, args.ycbcr_bits)
+    print(f"{', '.join(done.metrics)}: added to {done.added} rows from their kept"
+          f" reconstructions; {done.had} rows had them already")
+    if done.without_recon:
+        say(f"{len(done.without_recon)} rows have no kept reconstruction (e.g."
+            f" {done.without_recon[0]}): `harness run` with their datasets and codecs and"
+            f" --metrics {' '.join(args.names)} measures them again, encoding anew (add --save"
+            " recon to keep reconstructions for next time)")
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -101,7 +121,17 @@ def add_parsers(commands) -> None:
                     " plugins (entry-point group harness.metrics), what each needs, whether"
                     " it can run here, its fingerprint and direction.")
     metrics.add_argument("--format", choices=["text", "json"], default="text")
-    metrics.set_defaults(handler=cmd_metrics)
+    metrics.set_defaults(handler=cmd_metrics, action=None)
+    actions = metrics.add_subparsers(dest="action", metavar="ACTION")
+    add = actions.add_parser(
+        "add", help="compute metrics for rows already stored, from kept reconstructions",
+        description="Compute metrics for the rows of a store that lack them, from the"
+                    " reconstructions kept with `harness run --save recon` (nothing is"
+                    " encoded); rows without one are listed, for `harness run --metrics`.")
+    add.add_argument("names", nargs="+", metavar="NAME", help="metric names or jpeg-ai")
+    add.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
+    add.add_argument("--ycbcr-matrix", default="bt709", choices=["bt709", "bt601", "bt2020"])
+    add.add_argument("--ycbcr-bits", type=int, default=10, choices=[10, 8])
 
     datasets = commands.add_parser("datasets", help="list the known datasets")
     datasets.add_argument("--data-dir", metavar="DIR", help="dataset cache to look in")
