@@ -78,6 +78,12 @@ def extra_metrics(frame: pd.DataFrame) -> list[str]:
             and not c.endswith("-db")]
 
 
+def extra_columns(frame: pd.DataFrame) -> list[str]:
+    """:func:`extra_metrics` and their dB columns (``ms-ssim-y-db``), in frame order."""
+    names = set(extra_metrics(frame))
+    return [c for c in frame.columns if c in names or c.endswith("-db")]
+
+
 def measurements(rows: Sequence[dict]) -> pd.DataFrame:
     """The store's rows as a table with both rates: ``bpp`` (whole file) and
     ``payload_bpp`` (the coded payload alone, as CompressAI counts it: header left out),
@@ -106,8 +112,7 @@ def summarize(rows: Sequence[dict] | pd.DataFrame,
     if len(rows) == 0:
         return pd.DataFrame(columns=GROUP + ["images", "errors", "lossless"] + MEASURES)
     frame = rows if isinstance(rows, pd.DataFrame) else measurements(rows)
-    extra = [c for c in frame.columns if c not in MEASURES and c not in GROUP
-             and (c in extra_metrics(frame) or c.endswith("-db"))]
+    extra = extra_columns(frame)
     measures = MEASURES + extra
     columns = GROUP + ["images", "errors", "lossless"] + measures
     ok = frame[frame["error"].isna()]

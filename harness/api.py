@@ -336,6 +336,7 @@ def add_metrics(names: Sequence[str], store=DEFAULT_STORE, ycbcr_matrix: str = "
     with ResultsStore(store) as db:
         folder, kept = ArtefactFolder(folder_for(db.path)), db.artefacts()
         stored: dict[str, dict] = {}
+        images: dict[str, dict] = {}
         seen: set[tuple] = set()
         for row in db.rows():
             key = (row["codec_fingerprint"], float(row["quality"]), row["image_hash"])
@@ -352,8 +353,9 @@ def add_metrics(names: Sequence[str], store=DEFAULT_STORE, ycbcr_matrix: str = "
                 outcome.without_recon.append(f"{row['codec']} q={row['quality']:g}"
                                              f" {row['dataset']}/{row['image_id']}")
                 continue
-            path = db.known_images(row["dataset"])[row["image_id"]].path
-            original = load_image(path).pixels
+            if row["dataset"] not in images:
+                images[row["dataset"]] = db.known_images(row["dataset"])
+            original = load_image(images[row["dataset"]][row["image_id"]].path).pixels
             if image_content_hash(original) != key[2]:
                 outcome.without_recon.append(f"{row['codec']} q={row['quality']:g}"
                                              f" {row['dataset']}/{row['image_id']} (the"

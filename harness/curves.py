@@ -46,7 +46,7 @@ from harness.aggregate import (
     RATE_COLUMN,
     check_convention,
     convention_text,
-    extra_metrics,
+    extra_columns,
     measurements,
     summarize,
 )
@@ -236,8 +236,7 @@ def measured_curves(store, datasets: Sequence[str] | None = None,
             continue
         name = codec if latest[codec][1] == fingerprint else f"{codec}@{fingerprint}"
         images = int(group["images"].max())
-        extra = [c for c in summary.columns if c not in POINT_COLUMNS and (
-            c in extra_metrics(summary) or c.endswith("-db")) and group[c].notna().any()]
+        extra = [c for c in extra_columns(summary) if group[c].notna().any()]
         curves.append(Curve(
             name, dataset, "measured",
             group[POINT_COLUMNS + extra].sort_values("bpp", kind="stable")
@@ -253,8 +252,8 @@ def _per_image_rows(frame: pd.DataFrame, rate: str) -> dict[tuple, pd.DataFrame]
     ``bpp`` in ``rate``."""
     frame = frame[frame["error"].isna()].copy()
     frame["bpp"] = frame[RATE_COLUMN[rate]]
-    columns = ["image_hash", "quality", "bpp", "psnr", "ms_ssim", "ms_ssim_db"] + [
-        c for c in frame.columns if c in extra_metrics(frame) or c.endswith("-db")]
+    columns = ["image_hash", "quality", "bpp", "psnr", "ms_ssim", "ms_ssim_db",
+               *extra_columns(frame)]
     return {key: group[columns].reset_index(drop=True)
             for key, group in frame.groupby(["dataset", "codec", "codec_fingerprint"])}
 
