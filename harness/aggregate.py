@@ -71,17 +71,21 @@ def _db(similarity):
 
 
 def extra_metrics(frame: pd.DataFrame) -> list[str]:
-    """The columns of ``frame`` that hold metrics of the store's ``metrics`` table."""
+    """The columns of ``frame`` that hold metrics of the store's ``metrics`` table, in the
+    registry's order (``harness metrics``), unknown names last."""
+    from harness.metrics.registry import metric_entries
     from harness.store import VIEW_COLUMNS
 
-    return [c for c in frame.columns if c not in VIEW_COLUMNS and c not in _NOT_METRICS
-            and not c.endswith("-db")]
+    order = {name: i for i, name in enumerate(metric_entries())}
+    found = [c for c in frame.columns if c not in VIEW_COLUMNS and c not in _NOT_METRICS
+             and not c.endswith("-db")]
+    return sorted(found, key=lambda c: (order.get(c, len(order)), c))
 
 
 def extra_columns(frame: pd.DataFrame) -> list[str]:
-    """:func:`extra_metrics` and their dB columns (``ms-ssim-y-db``), in frame order."""
-    names = set(extra_metrics(frame))
-    return [c for c in frame.columns if c in names or c.endswith("-db")]
+    """:func:`extra_metrics`, then the dB columns of those that have one (``ms-ssim-y-db``)."""
+    names = extra_metrics(frame)
+    return [*names, *(f"{c}-db" for c in names if f"{c}-db" in frame.columns)]
 
 
 def measurements(rows: Sequence[dict]) -> pd.DataFrame:
@@ -157,13 +161,24 @@ def format_table(summary: pd.DataFrame, aggregate: str = DEFAULT_AGGREGATE) -> s
                       _fmt(r.payload_bpp, 4), _fmt(r.bpp, 4),
                       psnr, _fmt(r.ms_ssim, 4), _fmt(r.ms_ssim_db, 2), _fmt(r.encode_s, 4),
                       _fmt(r.decode_s, 4), str(r.errors) if r.errors else ""])
+    blocks = [_text_table(header, lines)]
+    extra = [c for c in extra_columns(summary) if not c.endswith("-db")]
+    if extra:  # the metrics of the metrics table (run --metrics), below: the table stays narrow
+        blocks.append(_text_table(
+            ["dataset", "codec", "quality", *extra],
+            [[r["dataset"], r["codec"], f"{r['quality']:g}",
+              *(_fmt(r[c], 4 if abs(r[c]) <= 1 else 2) for c in extra)]
+             for _, r in summary.iterrows()]))
+    return "\n\n".join(blocks) + "\n" + convention_text(aggregate, "payload")
+
+
+def _text_table(header: list[str], lines: list[list[str]]) -> str:
+    """Columns padded to their widest cell; the first two left-aligned, the rest right."""
     widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
-    numeric = set(range(2, len(header)))
 
     def render(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+        return "  ".join(c.rjust(w) if i >= 2 else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([render(header), rule] + [render(line) for line in lines]
-                     + [convention_text(aggregate, "payload")])
+    return "\n".join([render(header), rule] + [render(line) for line in lines])

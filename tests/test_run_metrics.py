@@ -35,6 +35,9 @@ def test_jpeg_ai_metrics_are_measured_stored_and_resumed(photo_folder, tmp_path)
 
     ran = _run(store, photo_folder, "--metrics", "jpeg-ai")
     assert "4 measurements to make, 0 already" in ran.stderr  # rows lacking them: again
+    # the printed means: a second table, one column per metric in the registry's order
+    header = next(line for line in ran.stdout.splitlines() if "psnr-y" in line)
+    assert header.split()[3:] == list(JPEG_AI)
     with ResultsStore(store, readonly=True) as s:
         rows = s.rows()
     assert len(rows) == 4 and all(set(JPEG_AI) <= r.keys() for r in rows)
