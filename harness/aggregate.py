@@ -10,6 +10,10 @@ Conventions (one place, used by every table, curve, BD value, plot and check):
   payload alone (``payload_bytes``; for file formats the whole file); ``file``: the
   whole bitstream, the harness's header included.
 
+Metrics of the store's ``metrics`` table (``psnr-y`` ...) are columns named by the
+metric and averaged like PSNR; a similarity in [0, 1] (``ms-ssim-y``) also gets its dB
+column (``ms-ssim-y-db``) by the same ``aggregate`` rule as MS-SSIM.
+
 Policy for lossless reconstructions (PSNR = inf): the
 mean PSNR is taken over the finite values and the ``lossless`` column counts the
 images left out; when every image is lossless the mean is inf. MS-SSIM NaN (image
@@ -29,6 +33,8 @@ from harness.conventions import AGGREGATES, DEFAULT_AGGREGATE, DEFAULT_RATE, RAT
 
 GROUP = ["codec", "codec_fingerprint", "dataset", "quality"]
 MEASURES = ["bpp", "payload_bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s"]
+# columns of measurements, summaries and curves that are not metrics of the metrics table
+_NOT_METRICS = {*MEASURES, *GROUP, "images", "errors", "lossless", "bpp_file", "bpp_payload"}
 # rate convention -> the summary column that holds it
 RATE_COLUMN = {"payload": "payload_bpp", "file": "bpp"}
 
@@ -58,13 +64,44 @@ def _finite_mean(values: pd.Series) -> float:
     return math.inf if (values == math.inf).any() else math.nan
 
 
+def _db(similarity):
+    """-10 log10(1 - x) of a similarity in [0, 1]: inf at 1, NaN outside."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -10 * np.log10(1 - np.asarray(similarity, dtype=float))
+
+
+def extra_metrics(frame: pd.DataFrame) -> list[str]:
+    """The columns of ``frame`` that hold metrics of the store's ``metrics`` table, in the
+    registry's order (``harness metrics``), unknown names last."""
+    from harness.metrics.registry import metric_entries
+    from harness.store import VIEW_COLUMNS
+
+    order = {name: i for i, name in enumerate(metric_entries())}
+    found = [c for c in frame.columns if c not in VIEW_COLUMNS and c not in _NOT_METRICS
+             and not c.endswith("-db")]
+    return sorted(found, key=lambda c: (order.get(c, len(order)), c))
+
+
+def extra_columns(frame: pd.DataFrame) -> list[str]:
+    """:func:`extra_metrics`, then the dB columns of those that have one (``ms-ssim-y-db``)."""
+    names = extra_metrics(frame)
+    return [*names, *(f"{c}-db" for c in names if f"{c}-db" in frame.columns)]
+
+
 def measurements(rows: Sequence[dict]) -> pd.DataFrame:
     """The store's rows as a table with both rates: ``bpp`` (whole file) and
-    ``payload_bpp`` (the coded payload alone, as CompressAI counts it: header left out)."""
+    ``payload_bpp`` (the coded payload alone, as CompressAI counts it: header left out),
+    and per-image dB columns of the extra similarity metrics."""
+    from harness.metrics.registry import in_db
+
     frame = pd.DataFrame.from_records(rows)
     payload = frame["payload_bytes"].astype(float) if "payload_bytes" in frame else math.nan
     frame["payload_bpp"] = 8.0 * payload / (frame["width"] * frame["height"])
     frame[MEASURES] = frame[MEASURES].astype(float)
+    for name in extra_metrics(frame):
+        frame[name] = frame[name].astype(float)
+        if in_db(name):
+            frame[f"{name}-db"] = _db(frame[name])
     return frame
 
 
@@ -76,10 +113,12 @@ def summarize(rows: Sequence[dict] | pd.DataFrame,
     whole-file rate and ``payload_bpp`` the payload's; ``ms_ssim_db`` follows
     ``aggregate`` (see the module's conventions).
     """
-    columns = GROUP + ["images", "errors", "lossless"] + MEASURES
     if len(rows) == 0:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=GROUP + ["images", "errors", "lossless"] + MEASURES)
     frame = rows if isinstance(rows, pd.DataFrame) else measurements(rows)
+    extra = extra_columns(frame)
+    measures = MEASURES + extra
+    columns = GROUP + ["images", "errors", "lossless"] + measures
     ok = frame[frame["error"].isna()]
     lines = []
     for key, group in frame.groupby(GROUP, sort=True):
@@ -88,12 +127,12 @@ def summarize(rows: Sequence[dict] | pd.DataFrame,
         line["images"] = len(good)
         line["errors"] = len(group) - len(good)
         line["lossless"] = int((good["psnr"] == math.inf).sum())
-        for measure in MEASURES:
+        for measure in measures:
             line[measure] = _finite_mean(good[measure]) if len(good) else math.nan
         if aggregate == "mean-linear":
-            mean = line["ms_ssim"]
-            line["ms_ssim_db"] = (math.inf if mean == 1 else -10 * math.log10(1 - mean)
-                                  if mean < 1 else math.nan)
+            for linear, db in [("ms_ssim", "ms_ssim_db")] + [
+                    (c.removesuffix("-db"), c) for c in extra if c.endswith("-db")]:
+                line[db] = float(_db(line[linear]))
         lines.append(line)
     out = pd.DataFrame(lines, columns=columns)
     return out.sort_values(["dataset", "codec", "bpp"], kind="stable").reset_index(drop=True)
@@ -122,13 +161,24 @@ def format_table(summary: pd.DataFrame, aggregate: str = DEFAULT_AGGREGATE) -> s
                       _fmt(r.payload_bpp, 4), _fmt(r.bpp, 4),
                       psnr, _fmt(r.ms_ssim, 4), _fmt(r.ms_ssim_db, 2), _fmt(r.encode_s, 4),
                       _fmt(r.decode_s, 4), str(r.errors) if r.errors else ""])
+    blocks = [_text_table(header, lines)]
+    extra = [c for c in extra_columns(summary) if not c.endswith("-db")]
+    if extra:  # the metrics of the metrics table (run --metrics), below: the table stays narrow
+        blocks.append(_text_table(
+            ["dataset", "codec", "quality", *extra],
+            [[r["dataset"], r["codec"], f"{r['quality']:g}",
+              *(_fmt(r[c], 4 if abs(r[c]) <= 1 else 2) for c in extra)]
+             for _, r in summary.iterrows()]))
+    return "\n\n".join(blocks) + "\n" + convention_text(aggregate, "payload")
+
+
+def _text_table(header: list[str], lines: list[list[str]]) -> str:
+    """Columns padded to their widest cell; the first two left-aligned, the rest right."""
     widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
-    numeric = set(range(2, len(header)))
 
     def render(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+        return "  ".join(c.rjust(w) if i >= 2 else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([render(header), rule] + [render(line) for line in lines]
-                     + [convention_text(aggregate, "payload")])
+    return "\n".join([render(header), rule] + [render(line) for line in lines])

@@ -173,13 +173,15 @@ def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
             command: str = "run", jobs: int | None = None, progress: bool = False,
             timeout: float | None = None, setup_timeout: float | None = None,
             scheduler: str | None = None, save: tuple[str, ...] = (),
-            max_memory: int | None = None):
+            max_memory: int | None = None, metrics=None):
     """Measure what the store lacks; return the runner's outcome and the rows of these codecs.
 
     Unreadable images and failed measurements are appended to ``problems``. ``save``:
     the artefact kinds to keep beside the store (see :mod:`harness.artefacts`).
     ``max_memory``: bytes the measurements running side by side may take together (by
     their estimates; see :mod:`harness.scheduling`).
+    ``metrics``: a :class:`harness.metrics.registry.MetricSet` (default: PSNR and
+    MS-SSIM on RGB only).
     """
     from harness import artefacts, runner
     from harness.store import ResultsStore
@@ -187,10 +189,12 @@ def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs must be at least 1")
     jobs = jobs or runner.default_jobs()
+    metrics = metrics or runner.DEFAULT_SET
     with ResultsStore(store_path) as store:
         config = {"command": command, "datasets": [d.id for d in datasets],
                   "codecs": [c.name for _, c in codecs], "qualities": qualities, "jobs": jobs,
-                  "options": {c.name: dict(spec.options) for spec, c in codecs if spec.options}}
+                  "options": {c.name: dict(spec.options) for spec, c in codecs if spec.options},
+                  "metrics": metrics.fingerprints()}
         run_id = store.start_run(config, _versions([c for _, c in codecs]))
         images = []
         for dataset in datasets:
@@ -200,7 +204,7 @@ def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
                 say(f"warning: {warning}")
             problems.extend(f"image skipped: {error}" for error in report.errors)
 
-        tasks, cached = runner.plan(codecs, qualities, images, store, save)
+        tasks, cached = runner.plan(codecs, qualities, images, store, save, metrics)
         say(f"{len(images)} images x {len(codecs)} codecs: {len(tasks)} measurements to make,"
             f" {cached} already in {store.path}")
         started = time.perf_counter()
@@ -236,7 +240,8 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
         lenient: bool = False, timeout: float = 3600, setup_timeout: float | None = None,
         scheduler: str | None = None, progress: bool = False,
         report: str | Path | bool = True, save: str | Sequence[str] | None = None,
-        max_memory: int | str | None = None) -> RunResult:
+        max_memory: int | str | None = None, metrics: Sequence[str] = (),
+        ycbcr_matrix: str = "bt709", ycbcr_bits: int = 10) -> RunResult:
     """``harness run``: measure, store, and render the report of the whole store; see
     :func:`benchmark`.
 
@@ -247,6 +252,10 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
     the decoded images.
     ``max_memory``: bytes (or ``16G``, ``512M``) the measurements running side by side
     may take together; default :func:`harness.scheduling.default_max_memory`.
+    ``metrics``: metric names or groups (``jpeg-ai``) measured besides PSNR and MS-SSIM
+    on RGB (``harness metrics`` lists them); a stored row without one is measured again.
+    ``ycbcr_matrix`` (bt709, bt601, bt2020) and ``ycbcr_bits`` (10, 8): how the Y'CbCr
+    metrics convert (:mod:`harness.metrics.ycbcr`).
     Everything that can be refused (the scheduler address, the report folder) is refused
     before anything is measured.
     """
@@ -263,6 +272,7 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
                              " or a number of bytes") from None
     if max_memory is not None and max_memory <= 0:
         raise UsageError("--max-memory must be positive")
+    metric_set = metric_selection(metrics, ycbcr_matrix, ycbcr_bits)
     if scheduler:
         from harness.cluster import parse_scheduler
 
@@ -278,7 +288,8 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
                                                       lenient)
     outcome, rows = measure(store, datasets, ready, ready_qualities, problems, jobs=jobs,
                             progress=progress, timeout=timeout, setup_timeout=setup_timeout,
-                            scheduler=scheduler, save=save, max_memory=max_memory)
+                            scheduler=scheduler, save=save, max_memory=max_memory,
+                            metrics=metric_set)
     result = RunResult(rows, problems, outcome.done, outcome.cached, outcome.seconds,
                        outcome.interrupted, datasets, [c for _, c in ready],
                        loads=outcome.loads)
@@ -290,6 +301,88 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
         # the report of the whole store: a run adds to it, nothing measured before vanishes
         result.report = build_report(store, report)
     return result
+
+
+def metric_selection(names: Sequence[str] = (), ycbcr_matrix: str = "bt709",
+                     ycbcr_bits: int = 10):
+    """The :class:`~harness.metrics.registry.MetricSet` of ``names`` (groups expanded),
+    refused before anything is measured when a name is unknown or cannot run here."""
+    from harness.metrics.registry import MetricSet, expand
+    from harness.metrics.ycbcr import YCbCrSettings
+
+    try:
+        settings = YCbCrSettings(ycbcr_matrix, int(ycbcr_bits))
+    except ValueError as exc:
+        raise UsageError(f"--ycbcr-matrix / --ycbcr-bits: {exc}") from None
+    selected = MetricSet(expand(names), settings)
+    selected.check_available()
+    return selected
+
+
+@dataclass
+class MetricsAdded:
+    """What ``harness metrics add`` did: rows given the metrics from their kept
+    reconstruction, rows that had them already, and rows without a kept reconstruction
+    (measured again by ``harness run ... --metrics``, which re-encodes)."""
+
+    added: int = 0
+    had: int = 0
+    without_recon: list[str] = field(default_factory=list)  # "codec q=Q dataset/image"
+    metrics: tuple[str, ...] = ()
+
+
+def add_metrics(names: Sequence[str], store=DEFAULT_STORE, ycbcr_matrix: str = "bt709",
+                ycbcr_bits: int = 10) -> MetricsAdded:
+    """``harness metrics add``: compute registry metrics for rows already in the store,
+    from the reconstructions kept with ``--save recon``, without encoding anything.
+
+    A row whose reconstruction was not kept is listed in ``without_recon``: ``harness
+    run`` with ``--metrics`` measures it again (encoding and decoding anew).
+    """
+    from harness.artefacts import ArtefactFolder, folder_for
+    from harness.images import image_content_hash, load_image
+    from harness.store import ResultsStore
+
+    selection = metric_selection(names, ycbcr_matrix, ycbcr_bits)
+    wanted = selection.fingerprints()
+    if not wanted:
+        raise UsageError("psnr-rgb and ms-ssim-rgb are in every row already; name a metric"
+                         " of the metrics table (`harness metrics` lists them), e.g. psnr-y")
+    if not Path(store).is_file():
+        raise UsageError(f"no results store at {store}; run `harness run` first or pass --store")
+    outcome = MetricsAdded(metrics=tuple(wanted))
+    with ResultsStore(store) as db:
+        folder, kept = ArtefactFolder(folder_for(db.path)), db.artefacts()
+        stored: dict[str, dict] = {}
+        images: dict[str, dict] = {}
+        seen: set[tuple] = set()
+        for row in db.rows():
+            key = (row["codec_fingerprint"], float(row["quality"]), row["image_hash"])
+            if row["error"] or key in seen:
+                continue
+            seen.add(key)
+            if key[0] not in stored:
+                stored[key[0]] = db.metric_fingerprints(key[0])
+            if all(stored[key[0]].get(key[1:], {}).get(m) == f for m, f in wanted.items()):
+                outcome.had += 1
+                continue
+            recon = kept.get(key, {}).get("recon")
+            if recon is None or not folder.has(recon, "recon"):
+                outcome.without_recon.append(f"{row['codec']} q={row['quality']:g}"
+                                             f" {row['dataset']}/{row['image_id']}")
+                continue
+            if row["dataset"] not in images:
+                images[row["dataset"]] = db.known_images(row["dataset"])
+            original = load_image(images[row["dataset"]][row["image_id"]].path).pixels
+            if image_content_hash(original) != key[2]:
+                outcome.without_recon.append(f"{row['codec']} q={row['quality']:g}"
+                                             f" {row['dataset']}/{row['image_id']} (the"
+                                             " image file changed)")
+                continue
+            decoded = load_image(folder.path(recon, "recon")).pixels
+            db.put_metrics(key, selection.measure(original, decoded))
+            outcome.added += 1
+    return outcome
 
 
 def benchmark(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_CODECS,
@@ -308,8 +401,9 @@ def benchmark(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEF
         store: the SQLite results file; created if missing.
         jobs: parallel workers (default: all cores).
         metrics: the metric columns to return besides the keys (``bpp``, ``psnr``,
-            ``ms_ssim``, ``ms_ssim_db``, ``encode_s`` ...); default all. Every metric
-            is always measured and stored.
+            ``ms_ssim``, ``ms_ssim_db``, ``encode_s`` ...); default all. Names of the
+            metric registry (``psnr-y``, ``vif``) or its groups (``jpeg-ai``) are also
+            measured (``harness run --metrics``); the results-table ones always are.
         options: the other options of ``harness run``, as keywords: ``data_dir``,
             ``follow_symlinks``, ``checkpoint``, ``device``, ``lenient``, ``timeout``,
             ``setup_timeout``, ``scheduler``, ``progress``, ``save``, ``max_memory``.
@@ -328,14 +422,19 @@ def benchmark(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEF
     import pandas as pd
 
     from harness.errors import HarnessWarning
+    from harness.metrics.registry import GROUPS, create_metric, metric_entries
 
-    result = run(datasets, codecs, qualities, store, jobs, report=False, **options)
+    registry = [m for m in metrics or () if m in metric_entries() or m in GROUPS]
+    result = run(datasets, codecs, qualities, store, jobs, report=False, metrics=registry,
+                 **options)
     for problem in result.problems:
         warnings.warn(problem, HarnessWarning, stacklevel=2)
     if result.interrupted:
         raise KeyboardInterrupt("finished measurements are stored; call again to resume")
     frame = pd.DataFrame(result.rows)
     if metrics is not None:
+        metrics = [create_metric(n).column or n if n in metric_entries() else n
+                   for m in metrics for n in GROUPS.get(m, (m,))]  # psnr-rgb -> psnr
         unknown = [m for m in metrics if m not in frame.columns]
         if unknown and not frame.empty:
             raise UsageError(f"unknown metric column(s) {', '.join(unknown)}; the rows have"
@@ -565,6 +664,10 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
     tol = _check.Tolerances(max_bd_rate, max_psnr_drop, max_rate_increase,
                             forward_tolerance_db, max_rate_gap, image_psnr, image_bpp)
     _check_thresholds(tol, gate_images, gate_crop)
+    from harness.curves import METRICS, metric_column
+
+    metric_column(metric)  # an unknown metric is refused here
+    metric_set = metric_selection([] if metric in METRICS else [metric])
     for path in checkpoints:
         if not Path(path).is_file():
             raise UsageError(f"checkpoint {path} does not exist")
@@ -658,7 +761,8 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
         qualities[base.name] = [1]
     problems: list[str] = []
     outcome, rows = measure(store, datasets, new_codecs + base_codecs, qualities, problems,
-                            command="check", jobs=jobs, progress=progress)
+                            command="check", jobs=jobs, progress=progress,
+                            metrics=metric_set)
     for problem in problems:
         say(f"error: {problem}")
     if outcome.interrupted:
@@ -763,12 +867,17 @@ def _baseline_curves(spec: str, datasets, store_path, aggregate: str, rate: str,
 
 def _points(rows: list[dict], fingerprints: set[str], metric: str, aggregate: str, rate: str):
     """(bpp, quality) of each codec's mean over images, sorted by rate."""
+    import numpy as np
+
     from harness.aggregate import RATE_COLUMN, summarize
-    from harness.curves import METRIC_COLUMN
+    from harness.curves import metric_column
 
     summary = summarize([r for r in rows if r["codec_fingerprint"] in fingerprints], aggregate)
     summary = summary[summary["images"] > 0].sort_values(RATE_COLUMN[rate])
-    return summary[RATE_COLUMN[rate]].to_numpy(), summary[METRIC_COLUMN[metric]].to_numpy()
+    column = metric_column(metric)
+    if column not in summary:  # measured before the metric was asked for: no points
+        return np.array([]), np.array([])
+    return summary[RATE_COLUMN[rate]].to_numpy(), summary[column].to_numpy()
 
 
 # --- verify --------------------------------------------------------------------------------

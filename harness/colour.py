@@ -73,7 +73,8 @@ class ColourMatrix:
 
 BT601 = ColourMatrix("bt601", 0.299, 0.114)
 BT709 = ColourMatrix("bt709", 0.2126, 0.0722)
-MATRICES = {m.name: m for m in (BT601, BT709)}
+MATRICES = {m.name: m for m in (BT601, BT709)}  # the codecs' matrices
+BT2020 = ColourMatrix("bt2020", 0.2627, 0.0593)  # for the Y'CbCr metrics (metrics.ycbcr)
 CHROMA_OFFSET = 128.0
 
 

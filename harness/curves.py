@@ -46,6 +46,7 @@ from harness.aggregate import (
     RATE_COLUMN,
     check_convention,
     convention_text,
+    extra_columns,
     measurements,
     summarize,
 )
@@ -53,6 +54,8 @@ from harness.errors import UsageError, did_you_mean
 
 METRICS = ("psnr", "ms-ssim")
 METRIC_COLUMN = {"psnr": "psnr", "ms-ssim": "ms_ssim_db"}
+# the registry's names of the two results-table metrics
+_METRIC_ALIASES = {"psnr-rgb": "psnr", "ms-ssim-rgb": "ms-ssim"}
 POINT_COLUMNS = ["bpp", "psnr", "ms_ssim", "ms_ssim_db", "quality", "encode_s", "decode_s",
                  "bpp_payload", "bpp_file"]
 PUBLISHED = "@published"
@@ -98,12 +101,20 @@ class Curve:
         return len(self.rd(metric)[0]) > 0
 
     def rd(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        """(bpp, quality) for ``metric`` (PSNR dB or MS-SSIM dB), unknown points left out."""
-        if metric not in METRIC_COLUMN:
-            raise UsageError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
-        frame = self.points[["bpp", METRIC_COLUMN[metric]]].astype(float)
+        """(bpp, quality) for ``metric`` (PSNR dB, MS-SSIM dB, or a metric of the registry:
+        ``psnr-y``, ``ms-ssim-y`` in dB ...), unknown points left out; none when the curve
+        lacks that metric."""
+        column = metric_column(metric)
+        if column not in self.points:
+            return np.array([]), np.array([])
+        frame = self.points[["bpp", column]].astype(float)
         frame = frame[np.isfinite(frame).all(axis=1)]
-        return frame["bpp"].to_numpy(), frame[METRIC_COLUMN[metric]].to_numpy()
+        return frame["bpp"].to_numpy(), frame[column].to_numpy()
+
+    def extra_metrics(self) -> list[str]:
+        """The registry metrics this curve has besides PSNR and MS-SSIM (``psnr-y`` ...)."""
+        return [c for c in self.points.columns
+                if c not in POINT_COLUMNS and not c.endswith("-db")]
 
     def to_results_json(self) -> dict:
         """This curve in CompressAI's results-JSON form.
@@ -112,7 +123,7 @@ class Curve:
         point) is written as null: JSON has no NaN or Infinity.
         """
         results = {}
-        for key, column in _RESULT_KEYS.items():
+        for key, column in [*_RESULT_KEYS.items(), *((m, m) for m in self.extra_metrics())]:
             values = self.points[column].astype(float)
             if values.notna().any():
                 results[key] = [float(v) if math.isfinite(v) else None for v in values]
@@ -120,6 +131,34 @@ class Curve:
                 "meta": {"dataset": self.dataset, "origin": self.origin, "source": self.source,
                          "aggregate": self.aggregate, "rate": self.rate},
                 "results": results}
+
+
+def metric_column(metric: str) -> str:
+    """The points column a BD or a plot of ``metric`` uses: ``psnr`` -> ``psnr``,
+    ``ms-ssim`` -> ``ms_ssim_db``, ``psnr-y`` -> ``psnr-y``, ``ms-ssim-y`` ->
+    ``ms-ssim-y-db`` (a similarity in dB, as MS-SSIM).
+
+    Raises:
+        UsageError: a name that is neither ``psnr``, ``ms-ssim`` nor a known metric.
+    """
+    from harness.metrics.registry import in_db, metric_entries
+
+    metric = _METRIC_ALIASES.get(metric, metric)
+    if metric in METRIC_COLUMN:
+        return METRIC_COLUMN[metric]
+    if metric not in metric_entries():
+        known = [*METRICS, *(m for m in metric_entries() if m not in _METRIC_ALIASES)]
+        raise UsageError(f"unknown metric {metric!r}.{did_you_mean(metric, known)} Use one of"
+                         f" {', '.join(known)}.")
+    return f"{metric}-db" if in_db(metric) else metric
+
+
+def metric_names(curves: Iterable[Curve]) -> list[str]:
+    """Every metric some of ``curves`` can be compared on: ``psnr``, ``ms-ssim``, then the
+    registry metrics they hold (``psnr-y`` ...), for tables and plots."""
+    curves = list(curves)
+    extra = dict.fromkeys(m for c in curves for m in c.extra_metrics())
+    return [m for m in (*METRICS, *extra) if any(c.has(m) for c in curves)]
 
 
 def curve_from_results(name: str, dataset: str, origin: str, results: dict,
@@ -144,6 +183,13 @@ def curve_from_results(name: str, dataset: str, origin: str, results: dict,
     linear, db = frame["ms_ssim"], frame["ms_ssim_db"]
     frame["ms_ssim_db"] = db.fillna(-10 * np.log10(1 - linear))
     frame["ms_ssim"] = linear.fillna(1 - 10 ** (-db / 10))
+    from harness.metrics.registry import in_db, metric_entries
+
+    for key in results:  # the registry's other metrics (psnr-y, ...) under their names
+        if key in metric_entries() and key not in _METRIC_ALIASES:
+            frame[key] = [math.nan if v is None else float(v) for v in results[key]]
+            if in_db(key):
+                frame[f"{key}-db"] = -10 * np.log10(1 - frame[key])
     frame = frame.sort_values("bpp", kind="stable").reset_index(drop=True)
     return Curve(name, dataset, origin, frame, description, source, aggregate, rate)
 
@@ -190,9 +236,11 @@ def measured_curves(store, datasets: Sequence[str] | None = None,
             continue
         name = codec if latest[codec][1] == fingerprint else f"{codec}@{fingerprint}"
         images = int(group["images"].max())
+        extra = [c for c in extra_columns(summary) if group[c].notna().any()]
         curves.append(Curve(
             name, dataset, "measured",
-            group[POINT_COLUMNS].sort_values("bpp", kind="stable").reset_index(drop=True),
+            group[POINT_COLUMNS + extra].sort_values("bpp", kind="stable")
+            .reset_index(drop=True),
             description=f"{codec} measured on {images} images (fingerprint {fingerprint})",
             source=str(store.path), aggregate=aggregate, rate=rate,
             per_image=per_image.get((dataset, codec, fingerprint))))
@@ -204,7 +252,8 @@ def _per_image_rows(frame: pd.DataFrame, rate: str) -> dict[tuple, pd.DataFrame]
     ``bpp`` in ``rate``."""
     frame = frame[frame["error"].isna()].copy()
     frame["bpp"] = frame[RATE_COLUMN[rate]]
-    columns = ["image_hash", "image_id", "quality", "bpp", "psnr", "ms_ssim", "ms_ssim_db"]
+    columns = ["image_hash", "image_id", "quality", "bpp", "psnr", "ms_ssim", "ms_ssim_db",
+               *extra_columns(frame)]
     return {key: group.reindex(columns=columns).reset_index(drop=True)
             for key, group in frame.groupby(["dataset", "codec", "codec_fingerprint"])}
 
@@ -487,6 +536,8 @@ def bd_table(curves: Sequence[Curve], anchor: str | None = None,
     """
     if method not in bd.METHODS:
         raise UsageError(f"unknown BD method {method!r}; use one of {', '.join(bd.METHODS)}")
+    for metric in metrics:
+        metric_column(metric)  # an unknown name is refused before anything is computed
     rows = []
     for dataset in dict.fromkeys(c.dataset for c in curves):
         anchor_name = anchor or default_anchor(curves, dataset)

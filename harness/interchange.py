@@ -4,13 +4,15 @@ A file holds one codec's curve on one dataset::
 
     {"name": "jpeg", "description": "...",
      "meta": {"dataset": "kodak", "aggregate": "mean-linear", "rate": "payload", ...},
-     "results": {"bpp": [...], "bpp-file": [...], "psnr-rgb": [...], "ms-ssim-rgb": [...]}}
+     "results": {"bpp": [...], "bpp-file": [...], "psnr-rgb": [...], "ms-ssim-rgb": [...],
+                 "psnr-y": [...], ...}}
 
 Every list has one value per rate point. ``export_store`` writes one such file per
 codec and dataset (points sorted by rate): ``bpp`` is the rate of the chosen
 convention (by default the entropy-coded payload, as CompressAI counts it),
-``bpp-payload`` and ``bpp-file`` both rates, ``meta`` the exact dataset id and the
-conventions. A value that is not a finite number is written as ``null`` (JSON has no
+``bpp-payload`` and ``bpp-file`` both rates, each metric measured with ``run --metrics``
+under its own name (``psnr-y``, ``ms-ssim-y`` linear ...), ``meta`` the exact dataset id
+and the conventions. A value that is not a finite number is written as ``null`` (JSON has no
 NaN or Infinity): an MS-SSIM that could not be measured, or the PSNR of a point where
 every image was lossless. ``read_results_json`` reads files from CompressAI, papers'
 repositories or other runs, older key names (``psnr``, ``ms-ssim``) included, and
@@ -38,7 +40,10 @@ _RANGES = {"bpp": (0.0, 64.0, False), "bpp-payload": (0.0, 64.0, False),
            "bpp-file": (0.0, 64.0, False), "psnr-rgb": (0.0, 150.0, True),
            "ms-ssim-rgb": (0.0, 1.0, False), "ms-ssim-db-rgb": (0.0, 150.0, True),
            "quality": (-math.inf, math.inf, False), "encoding_time": (0.0, math.inf, False),
-           "decoding_time": (0.0, math.inf, False)}
+           "decoding_time": (0.0, math.inf, False),
+           # the registry's Y'CbCr metrics (harness.metrics), exported under their names
+           **dict.fromkeys(("psnr-y", "psnr-u", "psnr-v", "psnr-yuv"), (0.0, 150.0, True)),
+           "ms-ssim-y": (0.0, 1.0, False)}
 MAX_NAME = 200
 
 

@@ -26,8 +26,9 @@ import numpy as np
 from harness import artefacts, metrics
 from harness.codec import Codec, Quality
 from harness.datasets import Dataset
-from harness.errors import ImageLoadError
+from harness.errors import HarnessError, ImageLoadError
 from harness.images import image_content_hash, load_image
+from harness.metrics.registry import DEFAULT_SET, MetricSet, metric_entries
 from harness.processes import pid_alive
 from harness.registry import create_codec
 from harness.store import ImageRecord, ResultRow, ResultsStore
@@ -71,6 +72,7 @@ class Task:
     save: tuple[str, ...] = ()  # artefact kinds to keep (harness.artefacts)
     seconds: float = 0.0  # estimated (harness.scheduling): the plan's order and the ETA
     memory: int = 0  # estimated peak bytes: what may run side by side
+    metrics: MetricSet = DEFAULT_SET  # what is measured besides PSNR and MS-SSIM
 
 
 @dataclass
@@ -130,12 +132,15 @@ def prepare_images(dataset: Dataset, store: ResultsStore) -> ImagesReport:
 
 def plan(codecs: Sequence[tuple[CodecSpec, Codec]], qualities: dict[str, Sequence[Quality]],
          images: Sequence[PreparedImage], store: ResultsStore,
-         save: tuple[str, ...] = ()) -> tuple[list[Task], int]:
+         save: tuple[str, ...] = (), metrics: MetricSet = DEFAULT_SET
+         ) -> tuple[list[Task], int]:
     """Tasks not yet in the store, longest first in groups of one (codec, quality)
     (:func:`harness.scheduling.longest_first`), each with its estimated seconds and
     memory.
 
     ``save``: artefact kinds to keep; a stored measurement without them is made again.
+    ``metrics``: a stored measurement without one of them (or with another fingerprint
+    of it) is made again, with the metrics it had besides (a new decode replaces them).
     Returns the tasks and the number of measurements found in the store already.
     """
     from harness.scheduling import estimate_seconds, longest_first, measured_speeds
@@ -149,6 +154,12 @@ def plan(codecs: Sequence[tuple[CodecSpec, Codec]], qualities: dict[str, Sequenc
     if save:
         finished = {name: keys & artefacts.kept_keys(store, fingerprints[name], save)
                     for name, keys in finished.items()}
+    wanted = metrics.fingerprints()
+    stored = {name: store.metric_fingerprints(fp) for name, fp in fingerprints.items()}
+    if wanted:
+        finished = {name: {k for k in keys if all(stored[name].get(k, {}).get(m) == f
+                                                  for m, f in wanted.items())}
+                    for name, keys in finished.items()}
     for image in images:
         for spec, codec in codecs:
             fingerprint = fingerprints[codec.name]
@@ -161,12 +172,28 @@ def plan(codecs: Sequence[tuple[CodecSpec, Codec]], qualities: dict[str, Sequenc
                     cached += 1
                     continue
                 pixels = image.width * image.height
+                had = stored[codec.name].get((float(quality), image.image_hash), {})
                 tasks.append(Task(codec.name, spec, fingerprint, quality, image.path,
                                   image.image_hash, image.width, image.height, save,
                                   estimate_seconds(codec.name, codec.seconds_per_megapixel,
                                                    quality, pixels, speeds),
-                                  codec.memory_bytes(quality, pixels)))
+                                  codec.memory_bytes(quality, pixels),
+                                  _with_stored(metrics, had)))
     return longest_first(tasks), cached
+
+
+def _with_stored(metrics: MetricSet, had: dict[str, str]) -> MetricSet:
+    """``metrics`` plus the ones a row being measured again had that still run here."""
+    known = metric_entries()
+    more = tuple(n for n in had if n not in metrics.names and n in known)
+    if more:
+        try:
+            extended = MetricSet(metrics.names + more, metrics.ycbcr)
+            extended.check_available()
+            return extended
+        except HarnessError:  # a plugin gone or broken since: measured without it
+            pass
+    return metrics
 
 
 # --- the worker side ----------------------------------------------------------------
@@ -256,6 +283,7 @@ def measure(task: Task, torch_threads: int = 1, timeout: float | None = None,
         row.psnr = metrics.psnr(image, reconstruction)
         row.ms_ssim, row.note = metrics.ms_ssim(image, reconstruction)
         row.ms_ssim_db = metrics.ms_ssim_db(row.ms_ssim)
+        row.metrics = task.metrics.measure(image, reconstruction)
         if task.save:
             stage = "keeping " + " and ".join(task.save)
             row.artefacts = artefacts.encode(task.save, bitstream, reconstruction)

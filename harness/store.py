@@ -112,8 +112,26 @@ CREATE VIEW IF NOT EXISTS results_view AS
            r.encode_s, r.decode_s, r.error, r.note, r.run_id, r.payload_bytes
     FROM results r JOIN images i ON i.image_hash = r.image_hash;
 """
-# tables added after schema 1 came out (``--save``'s files; verify's and profile's findings)
-_LATER_TABLES = ("artefacts", "diagnostics")
+VIEW_COLUMNS = ("codec", "codec_fingerprint", "quality", "dataset", "image_id", "image_hash",
+                "width", "height", "bytes", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s",
+                "decode_s", "error", "note", "run_id", "payload_bytes")
+# Metrics other than the results table's PSNR and MS-SSIM (harness.metrics.registry), one
+# row per result and metric, so that a new metric never changes the results table. Stores
+# written before it get it when next opened for writing; read-only ones read it as empty.
+_SCHEMA += """
+CREATE TABLE IF NOT EXISTS metrics (
+    codec_fingerprint TEXT NOT NULL,
+    quality REAL NOT NULL,
+    image_hash TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL,
+    metric_fingerprint TEXT NOT NULL,
+    PRIMARY KEY (codec_fingerprint, quality, image_hash, metric)
+);
+"""
+# tables added after schema 1 came out (``--save``'s files; verify's and profile's
+# findings; metrics besides PSNR and MS-SSIM)
+_LATER_TABLES = ("artefacts", "diagnostics", "metrics")
 
 
 @dataclass
@@ -140,6 +158,8 @@ class ResultRow:
     artefacts: dict | None = field(default=None, repr=False)
     # (worker pid, "codec q=Q" when this task loaded that model there); not a column
     worker: tuple | None = field(default=None, repr=False)
+    # metric name -> (value, metric fingerprint): the ``metrics`` table's rows; not a column
+    metrics: dict | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -396,6 +416,26 @@ class ResultsStore:
             " WHERE codec_fingerprint=? AND error IS NULL", (fingerprint,))
         return {(float(q), h) for q, h in cursor}
 
+    def metric_fingerprints(self, fingerprint: str) -> dict[tuple[float, str], dict[str, str]]:
+        """(quality, image hash) -> {metric: metric fingerprint} stored for this codec
+        fingerprint (the ``metrics`` table)."""
+        found: dict[tuple[float, str], dict[str, str]] = {}
+        for quality, image_hash, metric, metric_fingerprint in self.db.execute(
+                "SELECT quality, image_hash, metric, metric_fingerprint FROM metrics"
+                " WHERE codec_fingerprint=?", (fingerprint,)):
+            found.setdefault((float(quality), image_hash), {})[metric] = metric_fingerprint
+        return found
+
+    def put_metrics(self, key: tuple[str, float, str],
+                    measured: dict[str, tuple[float, str]]) -> None:
+        """Add (or replace) metric values of the stored result ``key`` (codec fingerprint,
+        quality, image hash), its other metrics kept: values computed later from its kept
+        reconstruction (``harness metrics add``)."""
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
+                                [(*key, name, _sql_float(value), metric_fingerprint)
+                                 for name, (value, metric_fingerprint) in measured.items()])
+
     def put_result(self, row: ResultRow, run_id: int | None = None,
                    artefacts: dict[str, str] | None = None) -> None:
         """Write one measurement in its own transaction (replaces an earlier one).
@@ -403,6 +443,7 @@ class ResultsStore:
         ``artefacts``: kind -> hash of the files kept for it (written before the row).
         """
         values = {name: value for name, value in asdict(row).items() if name in RESULT_FIELDS}
+        measured = row.metrics or {}
         row_key = (row.codec_fingerprint, row.quality, row.image_hash)
         for key in ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s"):
             values[key] = _sql_float(values[key])
@@ -418,6 +459,12 @@ class ResultsStore:
                                 " AND image_hash=?", row_key)
                 self.db.executemany("INSERT INTO artefacts VALUES (?, ?, ?, ?, ?)",
                                     [(*row_key, k, h) for k, h in (artefacts or {}).items()])
+                # values of an earlier measurement belong to its reconstruction: replaced
+                self.db.execute("DELETE FROM metrics WHERE codec_fingerprint=? AND quality=?"
+                                " AND image_hash=?", row_key)
+                self.db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
+                                    [(*row_key, name, _sql_float(value), metric_fingerprint)
+                                     for name, (value, metric_fingerprint) in measured.items()])
         except sqlite3.OperationalError as exc:
             if "full" in str(exc):
                 raise StoreError(
@@ -438,7 +485,9 @@ class ResultsStore:
 
     def rows(self, datasets: Sequence[str] | None = None, codecs: Sequence[str] | None = None,
              fingerprints: Sequence[str] | None = None) -> list[dict]:
-        """Rows of ``results_view`` (one per dataset image and measurement).
+        """Rows of ``results_view`` (one per dataset image and measurement), with each
+        value of the ``metrics`` table as a column named by its metric (``psnr-y``: NaN
+        where a row lacks it).
 
         Each filter is None for all, or the values wanted (an empty list selects none).
         """
@@ -463,7 +512,27 @@ class ResultsStore:
                 if record[key] is None:
                     record[key] = math.nan
             out.append(record)
+        self._add_metrics(out)
         return out
+
+    def _add_metrics(self, records: list[dict]) -> None:
+        by_key: dict[tuple, list[dict]] = {}
+        for record in records:
+            key = (record["codec_fingerprint"], float(record["quality"]), record["image_hash"])
+            by_key.setdefault(key, []).append(record)
+        fingerprints = sorted({key[0] for key in by_key})
+        names: set[str] = set()
+        for start in range(0, len(fingerprints), 500):  # SQLite's limit on parameters
+            chunk = fingerprints[start:start + 500]
+            for fingerprint, quality, image_hash, metric, value in self.db.execute(
+                    "SELECT codec_fingerprint, quality, image_hash, metric, value FROM metrics"
+                    f" WHERE codec_fingerprint IN ({', '.join('?' for _ in chunk)})", chunk):
+                names.add(metric)
+                for record in by_key.get((fingerprint, float(quality), image_hash), ()):
+                    record[metric] = math.nan if value is None else value
+        for record in records:
+            for name in names - record.keys():
+                record[name] = math.nan
 
     # --- saved artefacts (harness.artefacts) --------------------------------------------
 
@@ -552,7 +621,7 @@ for _name, _method in list(vars(ResultsStore).items()):
 
 
 RESULT_FIELDS = tuple(f.name for f in fields(ResultRow)  # the columns
-                      if f.name not in ("artefacts", "worker"))
+                      if f.name not in ("artefacts", "worker", "metrics"))
 
 
 def _kind(db: sqlite3.Connection) -> str:

@@ -1,4 +1,4 @@
-"""Commands that list what there is: ``codecs``, ``datasets``, ``published``."""
+"""Commands that list what there is: ``codecs``, ``metrics``, ``datasets``, ``published``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from harness.api import DEFAULT_STORE
 from harness.cli.common import EXIT_OK
 from harness.errors import UsageError
 
@@ -29,6 +30,46 @@ def cmd_codecs(args: argparse.Namespace) -> int:
         print(f"{name:12s} {state}{origin}\n{'':12s} {codec.description}\n"
               f"{'':12s} {codec.quality_label}: {points}"
               + "".join(f"\n{'':12s} {note}" for note in notes))
+    return EXIT_OK
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from harness.metrics.registry import DEFAULT_METRICS, GROUPS, describe
+
+    if args.action == "add":
+        return _add_metrics(args)
+
+    entries = describe()
+    if args.format == "json":
+        print(json.dumps(entries, indent=1))
+        return EXIT_OK
+    for e in entries:
+        state = "available" if e["available"] else f"unavailable: {e['why']}"
+        better = {True: "higher is better", False: "lower is better", None: ""}
+        origin = "" if e["origin"] == "built-in" else f" [plugin from {e['origin']}]"
+        print(f"{e['name']:12s} {state}{origin}\n{'':12s} {e['description']}\n"
+              f"{'':12s} needs: {', '.join(e['needs']) or 'numpy only'};"
+              f" {better[e['higher_is_better']]}; stored in {e['stored'] or '-'};"
+              f" fingerprint {e['fingerprint'] or '-'}")
+    print(f"\nalways measured: {', '.join(DEFAULT_METRICS)}; groups: "
+          + "; ".join(f"{g} = {' '.join(names)}" for g, names in GROUPS.items())
+          + " (harness run --metrics NAME ...)")
+    return EXIT_OK
+
+
+def _add_metrics(args: argparse.Namespace) -> int:
+    from harness import api
+    from harness.cli.common import EXIT_FAILED, say
+
+    done = api.add_metrics(args.names, args.store, args.ycbcr_matrix, args.ycbcr_bits)
+    print(f"{', '.join(done.metrics)}: added to {done.added} rows from their kept"
+          f" reconstructions; {done.had} rows had them already")
+    if done.without_recon:
+        say(f"{len(done.without_recon)} rows have no kept reconstruction (e.g."
+            f" {done.without_recon[0]}): `harness run` with their datasets and codecs and"
+            f" --metrics {' '.join(args.names)} measures them again, encoding anew (add --save"
+            " recon to keep reconstructions for next time)")
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -73,6 +114,24 @@ def add_parsers(commands) -> None:
                         help="probe each codec fully (import the learned codecs' libraries,"
                              " look up their published files): slower")
     codecs.set_defaults(handler=cmd_codecs)
+
+    metrics = commands.add_parser(
+        "metrics", help="list quality metrics: what each needs, whether it runs here",
+        description="Every quality metric `harness run --metrics` can measure: built-ins and"
+                    " plugins (entry-point group harness.metrics), what each needs, whether"
+                    " it can run here, its fingerprint and direction.")
+    metrics.add_argument("--format", choices=["text", "json"], default="text")
+    metrics.set_defaults(handler=cmd_metrics, action=None)
+    actions = metrics.add_subparsers(dest="action", metavar="ACTION")
+    add = actions.add_parser(
+        "add", help="compute metrics for rows already stored, from kept reconstructions",
+        description="Compute metrics for the rows of a store that lack them, from the"
+                    " reconstructions kept with `harness run --save recon` (nothing is"
+                    " encoded); rows without one are listed, for `harness run --metrics`.")
+    add.add_argument("names", nargs="+", metavar="NAME", help="metric names or jpeg-ai")
+    add.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
+    add.add_argument("--ycbcr-matrix", default="bt709", choices=["bt709", "bt601", "bt2020"])
+    add.add_argument("--ycbcr-bits", type=int, default=10, choices=[10, 8])
 
     datasets = commands.add_parser("datasets", help="list the known datasets")
     datasets.add_argument("--data-dir", metavar="DIR", help="dataset cache to look in")

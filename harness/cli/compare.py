@@ -45,7 +45,7 @@ def _format_bd_text(table) -> str:
 
     blocks = []
     for (dataset, metric), group in table.groupby(["dataset", "metric"], sort=False):
-        quality = "BD-PSNR dB" if metric == "psnr" else "BD-MS-SSIM dB"
+        quality = f"BD-{metric.upper()} dB"
         lines = [f"{dataset} / {metric}: BD against {group['anchor'].iloc[0]}"
                  f" ({group['method'].iloc[0]})",
                  f"  {'codec':40s} {'BD-rate %':>10s} {quality:>14s}  points"
@@ -95,8 +95,10 @@ def add_parsers(commands) -> None:
                     help="anchor curve (e.g. vtm@published, jpeg); default: VTM, else BPG,"
                          " else JPEG")
     bd.add_argument("--method", default="pchip", choices=["pchip", "akima", "cubic"])
-    bd.add_argument("--metrics", nargs="+", default=["psnr", "ms-ssim"],
-                    choices=["psnr", "ms-ssim"])
+    bd.add_argument("--metrics", nargs="+", default=["psnr", "ms-ssim"], metavar="METRIC",
+                    help="psnr and / or ms-ssim (RGB; MS-SSIM in dB), or metrics measured"
+                         " with run --metrics: psnr-y, ms-ssim-y (in dB) ... (default:"
+                         " psnr ms-ssim)")
     bd.add_argument("--format", default="text", choices=["text", "csv", "json"])
     bd.add_argument("--ci", action="store_true",
                     help="a 95 %% bootstrap interval over images for each BD-rate of measured"

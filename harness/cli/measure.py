@@ -30,7 +30,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                      timeout=args.timeout, setup_timeout=args.setup_timeout,
                      scheduler=args.scheduler, progress=not args.no_progress,
                      report=False if args.no_report else (args.report or True),
-                     save=args.save, max_memory=args.max_memory)
+                     save=args.save, max_memory=args.max_memory, metrics=args.metrics,
+                     ycbcr_matrix=args.ycbcr_matrix, ycbcr_bits=args.ycbcr_bits)
     summary = summarize(result.rows)
     if not summary.empty:
         print(format_table(summary))
@@ -143,6 +144,15 @@ def add_parsers(commands) -> None:
                      help="keep recon (decoded images, PNG) and/or bitstreams, named by their"
                           " hash, in the folder beside the store (results.artefacts/ for"
                           " results.sqlite); repeat or give a comma list")
+    run.add_argument("--metrics", nargs="+", default=[], metavar="NAME",
+                     help="metrics besides psnr-rgb and ms-ssim-rgb (always measured): names"
+                          " from `harness metrics`, or jpeg-ai for JPEG AI's set (psnr-y,"
+                          " psnr-u, psnr-v, psnr-yuv, ms-ssim-y); stored rows without them"
+                          " are measured again")
+    run.add_argument("--ycbcr-matrix", default="bt709", choices=["bt709", "bt601", "bt2020"],
+                     help="matrix of the Y'CbCr metrics (default bt709, as JPEG AI)")
+    run.add_argument("--ycbcr-bits", type=int, default=10, choices=[10, 8],
+                     help="internal bit depth of the Y'CbCr metrics (default 10, as JPEG AI)")
     run.set_defaults(handler=cmd_run)
 
     chk = commands.add_parser(
@@ -167,7 +177,9 @@ def add_parsers(commands) -> None:
     chk.add_argument("--lenient", action="store_true",
                      help="load the entries of the checkpoint that fit and report every"
                           " skipped one (codecs that allow it)")
-    chk.add_argument("--metric", default="psnr", choices=["psnr", "ms-ssim"])
+    chk.add_argument("--metric", default="psnr",
+                     help="psnr (default) or ms-ssim on RGB, or a metric measured with run"
+                          " --metrics (psnr-y, ms-ssim-y ...)")
     chk.add_argument("--method", default="pchip", choices=["pchip", "akima", "cubic"])
     chk.add_argument("--max-bd-rate", type=float, default=0.5, metavar="PCT",
                      help="largest BD-rate increase that passes (default +0.5 %%)")

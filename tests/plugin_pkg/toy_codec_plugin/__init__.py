@@ -146,3 +146,27 @@ class KilledAtTwo(ToyQuantizer):
         if int(quality) == 2:
             os.kill(os.getpid(), signal.SIGKILL)
         return super().encode(image, quality)
+
+
+# --- metrics (entry-point group harness.metrics) ----------------------------------------
+
+from harness.metrics.registry import Metric  # noqa: E402
+
+
+class MeanAbsoluteError(Metric):
+    name = "toy-mae"
+    higher_is_better = False
+    description = "mean absolute error over RGB (a test plugin)"
+
+    def compute(self, original, reconstruction):
+        return float(np.abs(original.astype(int) - reconstruction).mean())
+
+
+class NeedsMissingModule(MeanAbsoluteError):
+    name = "toy-needs-missing"
+    needs = ("a_module_nobody_installed",)
+    install = "pip install nothing"
+
+
+class NotAMetric:
+    name = "toy-not-a-metric"
