@@ -310,3 +310,18 @@ def test_golden_files_of_images_sharing_a_stem_are_kept_apart(tmp_path, sample_p
     assert len(list(tmp_path.glob("*.bin"))) == len(list(tmp_path.glob("*.md5"))) == 3
     gate = check_golden(codec, tmp_path)
     assert gate.passed and "3 golden bitstreams" in gate.message, gate
+
+
+def test_a_learned_codec_leaves_autograd_on_for_its_user():
+    """Loading and running a network must not switch off autograd process-wide: in a
+    notebook, training after `harness.benchmark` failed with "element 0 of tensors does
+    not require grad"."""
+    import torch
+
+    from harness.registry import new_codec
+
+    codec = new_codec("bmshj2018-factorized")
+    codec.use_random_weights(1)
+    codec.decode(codec.encode(np.zeros((64, 64, 3), np.uint8), 1))
+    assert torch.is_grad_enabled()
+    assert not any(p.requires_grad for p in codec.model(1).parameters())

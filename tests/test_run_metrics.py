@@ -48,7 +48,9 @@ def test_jpeg_ai_metrics_are_measured_stored_and_resumed(photo_folder, tmp_path)
     decoded = codec.decode(codec.encode(image, 30))
     expected = MetricSet(expand(["jpeg-ai"])).measure(image, decoded)
     for name in JPEG_AI:
-        assert row[name] == pytest.approx(expected[name][0], abs=1e-9), name
+        # float32 torch metrics (vif, fsim, iw-ssim) sum in another order on another
+        # thread count (the worker's): equal to float32's precision
+        assert row[name] == pytest.approx(expected[name][0], rel=1e-6, abs=1e-9), name
     assert 20 < row["psnr-y"] < 60 and row["psnr-u"] > row["psnr-y"]  # chroma is smoother
 
     again = _run(store, photo_folder, "--metrics", "jpeg-ai")

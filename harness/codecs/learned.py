@@ -370,12 +370,14 @@ class LearnedCodec(Codec):
 
     def _ready(self, net):
         """``net`` on the device, in eval mode, its modules' outputs checked for NaN."""
-        import torch
 
         # everything the coder gets comes out of a top-level module (g_a, h_s, ...)
         for name, child in net.named_children():
             child.register_forward_hook(_require_finite_output(name))
-        torch.set_grad_enabled(False)
+        # no autograd for its weights; never the process-wide switch, which would stop
+        # the training of whoever imported the harness (encode, decode and forward run
+        # under inference_mode anyway)
+        net.requires_grad_(False)
         return net.eval().to(self.device)
 
     def random_network(self, quality: Quality):
