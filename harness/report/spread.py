@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.report.plots import figure_svg, save_figure, slug
+from harness.report.plots import save_figure, slug
 from harness.report.tables import Column, Table
 
 SECTION_ID = "per-image-bd"
@@ -28,7 +28,6 @@ class Spread:
     png: Path
     svg: Path
     pdf: Path
-    inline_svg: str
     codecs: int
     images: int
     refused: int  # (image, curve) pairs without a BD-rate (the guards: overlap, spacing)
@@ -78,7 +77,7 @@ def _figure(rates: pd.DataFrame, anchor: str, title: str | None, width: float) -
 
 
 def render(rates: pd.DataFrame, folder: Path) -> list[Spread]:
-    """One figure per dataset (PNG and SVG files in ``folder``, and an inline SVG)."""
+    """One figure per dataset: PNG, SVG (the page shows it) and PDF files in ``folder``."""
     spreads = []
     if rates.empty:
         return spreads
@@ -87,11 +86,10 @@ def render(rates: pd.DataFrame, folder: Path) -> list[Spread]:
             continue
         folder.mkdir(parents=True, exist_ok=True)
         key = f"{slug(dataset)}_per_image_bd"
-        png, svg, pdf = save_figure(_figure(group, anchor, None, 3.5), folder / key, salt=key)
-        inline = figure_svg(_figure(group, anchor, f"{dataset}: each image against {anchor}", 7.2),
-                            salt=f"page-{key}")
+        png, svg, pdf = save_figure(_figure(group, anchor, f"{dataset}: against {anchor}",
+                                            4.5), folder / key, salt=key)
         drawn = group[np.isfinite(group["bd_rate"])]
-        spreads.append(Spread(dataset, anchor, png, svg, pdf, inline, drawn["codec"].nunique(),
+        spreads.append(Spread(dataset, anchor, png, svg, pdf, drawn["codec"].nunique(),
                               drawn["image_hash"].nunique(), len(group) - len(drawn)))
     return spreads
 
@@ -101,7 +99,9 @@ def section(spreads: Sequence[Spread], folder_name: str) -> str:
     if not spreads:
         return ""
     figures = "".join(
-        f'<figure id="spread-{slug(s.dataset)}">{s.inline_svg}<figcaption>{html.escape(s.dataset)}:'
+        f'<figure id="spread-{slug(s.dataset)}"><img src="{folder_name}/{s.svg.name}"'
+        f' alt="BD-rate per image, {html.escape(s.dataset)}" style="max-width:100%">'
+        f"<figcaption>{html.escape(s.dataset)}:"
         f" {s.images} images, {s.codecs} curves against {html.escape(s.anchor)}"
         + (f"; {s.refused} image-curve pairs without a BD-rate (the guards refused them:"
            " see tables/per_image_bd.csv)" if s.refused else "") + ". Files:"
