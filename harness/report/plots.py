@@ -12,7 +12,6 @@ PDF files) and ``page`` (larger). The HTML page draws its plots interactively in
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -214,16 +213,6 @@ def save_figure(fig: Figure, base: Path, salt: str) -> tuple[Path, Path, Path]:
         fig.savefig(pdf, format="pdf", metadata={"CreationDate": None, "Creator": None,
                                                  "Producer": None})
     return png, svg, pdf
-
-
-def figure_svg(fig: Figure, salt: str) -> str:
-    """The figure as an SVG element to inline in HTML (ids salted per figure)."""
-    buffer = io.StringIO()
-    with matplotlib.rc_context(_RC | {"svg.hashsalt": salt}):
-        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    text = buffer.getvalue()
-    start = text.find("<svg")
-    return text[start:] if start >= 0 else text
 
 
 @dataclass(frozen=True)
