@@ -269,8 +269,9 @@ def real_report(real_store, tmp_path_factory) -> Path:
 EXPECTED_FILES = ["index.html", "summary.md", "report.json", "plotly.min.js"] + [
     f"tables/{name}.{ext}" for name in ("means", "bd", "per_image", "curves", "per_image_bd")
     for ext in ("md", "csv", "tex")] + [
-    f"plots/{{photos}}_{figure}.{ext}" for figure in ("psnr", "ms-ssim", "per_image_bd")
-    for ext in ("png", "svg", "pdf")]
+    f"plots/{{photos}}_{metric}.{ext}" for metric in ("psnr", "ms-ssim")
+    for ext in ("png", "svg", "pdf")] + [
+    f"plots/{{photos}}_per_image_bd.{ext}" for ext in ("png", "svg")]
 
 
 def _photos_id(store_path: Path) -> str:

@@ -202,17 +202,19 @@ def rd_figure(curves: Sequence, metric: str, *, anchor: str | None = None,
     return fig
 
 
-def save_figure(fig: Figure, base: Path, salt: str) -> tuple[Path, Path, Path]:
-    """``base.png`` (dpi >= 200), ``base.svg`` and ``base.pdf`` (fonts embedded; no date,
-    so the same figure gives the same bytes)."""
-    png, svg, pdf = (base.with_suffix(s) for s in (".png", ".svg", ".pdf"))
+def save_figure(fig: Figure, base: Path, salt: str, pdf: bool = True) -> list[Path]:
+    """``base.png`` (dpi >= 200), ``base.svg`` and, with ``pdf``, ``base.pdf`` (fonts
+    embedded as TrueType, which costs about 0.2 s a figure; no date, so the same figure
+    gives the same bytes)."""
+    files = [base.with_suffix(s) for s in (".png", ".svg", ".pdf")[:3 if pdf else 2]]
     with matplotlib.rc_context(_RC | {"svg.hashsalt": salt, "pdf.fonttype": 42}):
-        fig.savefig(png, dpi=PNG_DPI, facecolor="white", metadata={"Software": None})
+        fig.savefig(files[0], dpi=PNG_DPI, facecolor="white", metadata={"Software": None})
         fig.set_layout_engine("none")  # keep the layout just computed (it is dpi-free)
-        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-        fig.savefig(pdf, format="pdf", metadata={"CreationDate": None, "Creator": None,
-                                                 "Producer": None})
-    return png, svg, pdf
+        fig.savefig(files[1], format="svg", metadata={"Date": None, "Creator": None})
+        if pdf:
+            fig.savefig(files[2], format="pdf", metadata={"CreationDate": None,
+                                                          "Creator": None, "Producer": None})
+    return files
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ class Spread:
     anchor: str
     png: Path
     svg: Path
-    pdf: Path
     codecs: int
     images: int
     refused: int  # (image, curve) pairs without a BD-rate (the guards: overlap, spacing)
@@ -77,7 +76,7 @@ def _figure(rates: pd.DataFrame, anchor: str, title: str | None, width: float) -
 
 
 def render(rates: pd.DataFrame, folder: Path) -> list[Spread]:
-    """One figure per dataset: PNG, SVG (the page shows it) and PDF files in ``folder``."""
+    """One figure per dataset: PNG and SVG (the page shows it) files in ``folder``."""
     spreads = []
     if rates.empty:
         return spreads
@@ -86,10 +85,11 @@ def render(rates: pd.DataFrame, folder: Path) -> list[Spread]:
             continue
         folder.mkdir(parents=True, exist_ok=True)
         key = f"{slug(dataset)}_per_image_bd"
-        png, svg, pdf = save_figure(_figure(group, anchor, f"{dataset}: against {anchor}",
-                                            4.5), folder / key, salt=key)
+        # PNG and SVG (vector) only: a PDF's embedded font would add 0.2 s to every report
+        png, svg = save_figure(_figure(group, anchor, f"{dataset}: against {anchor}", 4.5),
+                               folder / key, salt=key, pdf=False)
         drawn = group[np.isfinite(group["bd_rate"])]
-        spreads.append(Spread(dataset, anchor, png, svg, pdf, drawn["codec"].nunique(),
+        spreads.append(Spread(dataset, anchor, png, svg, drawn["codec"].nunique(),
                               drawn["image_hash"].nunique(), len(group) - len(drawn)))
     return spreads
 
@@ -106,8 +106,7 @@ def section(spreads: Sequence[Spread], folder_name: str) -> str:
         + (f"; {s.refused} image-curve pairs without a BD-rate (the guards refused them:"
            " see tables/per_image_bd.csv)" if s.refused else "") + ". Files:"
         f' <a href="{folder_name}/{s.png.name}">PNG</a> ·'
-        f' <a href="{folder_name}/{s.svg.name}">SVG</a> ·'
-        f' <a href="{folder_name}/{s.pdf.name}">PDF</a></figcaption></figure>'
+        f' <a href="{folder_name}/{s.svg.name}">SVG</a></figcaption></figure>'
         for s in spreads)
     return (f'<section id="{SECTION_ID}"><h2>BD-rate per image</h2><p class="muted">Each dot'
             " is one image's BD-rate (PSNR): that image's curve against the anchor's curve on"
