@@ -71,17 +71,25 @@ def codec_entries() -> dict[str, CodecEntry]:
     (``harness models add``); none can shadow an earlier one."""
     from harness.user_models import model_manifests
 
-    entries = {name: CodecEntry(name, target, "built-in")
-               for name, target in BUILTIN_CODECS.items()}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in entries:
-            continue
-        dist = ep.dist.name if ep.dist is not None else "unknown distribution"
-        entries[ep.name] = CodecEntry(ep.name, ep.value, dist, "plugin")
+    entries = {name: CodecEntry(name, target, origin, "built-in" if origin == "built-in"
+                                else "plugin")
+               for name, (target, origin) in declared(ENTRY_POINT_GROUP, BUILTIN_CODECS).items()}
     for name, path, _, _ in model_manifests():
         entries.setdefault(name, CodecEntry(name, f"harness.user_models:MODELS[{name}]",
                                             str(path), "model"))
     return entries
+
+
+def declared(group: str, builtins: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """name -> (``module:attribute`` target, origin): the built-ins, then the entry points
+    of ``group`` (a plugin cannot shadow a built-in or an earlier plugin); the origin is
+    "built-in" or the plugin's distribution. Shared by codecs and metrics."""
+    found = {name: (target, "built-in") for name, target in builtins.items()}
+    for ep in entry_points(group=group):
+        if ep.name not in found:
+            found[ep.name] = (ep.value, ep.dist.name if ep.dist is not None
+                              else "unknown distribution")
+    return found
 
 
 def codec_names() -> list[str]:

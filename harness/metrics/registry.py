@@ -25,7 +25,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from importlib.metadata import entry_points
 
 import numpy as np
 
@@ -194,13 +193,10 @@ class MetricEntry:
 @lru_cache(maxsize=1)
 def metric_entries() -> dict[str, MetricEntry]:
     """Every known metric: built-ins, then plugins (which cannot shadow a built-in)."""
-    entries = {name: MetricEntry(name, target, "built-in")
-               for name, target in BUILTIN_METRICS.items()}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in entries:
-            dist = ep.dist.name if ep.dist is not None else "unknown distribution"
-            entries[ep.name] = MetricEntry(ep.name, ep.value, dist)
-    return entries
+    from harness.registry import declared
+
+    return {name: MetricEntry(name, target, origin)
+            for name, (target, origin) in declared(ENTRY_POINT_GROUP, BUILTIN_METRICS).items()}
 
 
 @cache
