@@ -254,9 +254,11 @@ def test_ctrl_c_during_report_rendering_exits_130_without_a_traceback(real_store
         if process.returncode == 130:
             assert "interrupted" in stderr
             assert not out.exists()
-        else:  # it came after the work: -2 when it hit Python's own shutdown
-            assert process.returncode in (0, -signal.SIGINT), (delay, stderr)
+        elif process.returncode == 0:  # it came after the work
             assert (out / "index.html").is_file()
+        else:  # -2: it came before Python could handle it (a slow start) or at its shutdown
+            assert process.returncode == -signal.SIGINT, (delay, stderr)
+            assert (out / "index.html").is_file() or not out.exists(), (delay, stderr)
 
 
 def test_a_full_disk_while_writing_the_report_is_a_clear_error(real_store, tmp_path,  # noqa: F811

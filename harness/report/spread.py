@@ -11,12 +11,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.report.plots import save_figure, slug
 from harness.report.tables import Column, Table
+
+# matplotlib 3.10 added ``orientation`` and deprecated ``vert`` (removed in 3.13)
+_HORIZONTAL = ({"orientation": "horizontal"}
+               if tuple(int(p) for p in matplotlib.__version__.split(".")[:2]) >= (3, 10)
+               else {"vert": False})
 
 SECTION_ID = "per-image-bd"
 
@@ -62,8 +68,8 @@ def _figure(rates: pd.DataFrame, anchor: str, title: str | None, width: float) -
     jitter = np.random.default_rng(0)  # the same dots on every render
     for row, codec in enumerate(codecs):
         values = rates.loc[rates["codec"] == codec, "bd_rate"].to_numpy()
-        ax.boxplot(values, positions=[row], vert=False, widths=0.6, showfliers=False,
-                   medianprops={"color": "black"})
+        ax.boxplot(values, positions=[row], widths=0.6, showfliers=False,
+                   medianprops={"color": "black"}, **_HORIZONTAL)
         ax.scatter(values, row + jitter.uniform(-0.18, 0.18, len(values)), s=9, alpha=0.6,
                    color="tab:blue", linewidths=0)
     ax.axvline(0, color="grey", linewidth=0.8)
