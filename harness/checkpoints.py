@@ -32,7 +32,7 @@ import re
 import tomllib
 import zipfile
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,17 +229,20 @@ def mismatch_report(model, state_dict: Mapping, limit: int = 12) -> str | None:
     return "\n".join(parts)
 
 
-def load_strict(model, state_dict: Mapping, source: str, hint: str = "") -> None:
+def load_strict(model, state_dict: Mapping, source: str,
+                hint: Callable[[], str] | None = None) -> None:
     """Load ``state_dict`` into ``model`` strictly, or raise CheckpointMismatch.
 
-    Entropy-bottleneck parameters are first renamed to the network's naming.
+    Entropy-bottleneck parameters are first renamed to the network's naming. ``hint``
+    says what the file fits instead; called only on a mismatch (it may build networks).
     """
     state_dict = align_entropy_bottleneck_names(state_dict, set(model.state_dict()))
     report = mismatch_report(model, state_dict)
     if report:
+        advice = hint() if hint else ""
         raise CheckpointMismatch(
             f"{source} does not fit {type(model).__name__}:\n{report}"
-            + (f"\n  {hint}" if hint else ""))
+            + (f"\n  {advice}" if advice else ""))
     model.load_state_dict(dict(state_dict), strict=True)
 
 

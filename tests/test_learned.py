@@ -325,3 +325,47 @@ def test_a_learned_codec_leaves_autograd_on_for_its_user():
     codec.decode(codec.encode(np.zeros((64, 64, 3), np.uint8), 1))
     assert torch.is_grad_enabled()
     assert not any(p.requires_grad for p in codec.model(1).parameters())
+
+
+class _CountInitialisers(torch.overrides.TorchFunctionMode):
+    """Counts the calls of torch.nn.init's functions that reach it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__module__", "") == "torch.nn.init":
+            self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("architecture", ["mbt2018-mean", "stf", "tcm", "tic",
+                                          "entroformer"])
+def test_loading_builds_the_network_without_random_initialisation(architecture, tmp_path):
+    """The strict load sets every value, so the build skips nn.init (STF: 3 s of a 3.5 s
+    load); the loaded network equals one built with its initialisation and loaded."""
+    from harness.checkpoints import load_strict
+    from harness.registry import new_codec
+
+    torch.manual_seed(0)
+    source = new_codec(architecture).random_network(1)
+    path = tmp_path / "random.pth"
+    torch.save(source.state_dict(), path)
+    codec = create_codec(architecture, checkpoint=str(path))
+    with _CountInitialisers() as counted:
+        loaded = codec.model(1)
+    assert counted.calls == 0
+    reference = codec.build(read_state_dict(path), 1)  # initialised, then loaded
+    load_strict(reference, read_state_dict(path), str(path))
+    reference.update(force=False)
+    expected = {**dict(reference.named_parameters()), **dict(reference.named_buffers())}
+    got = {**dict(loaded.named_parameters()), **dict(loaded.named_buffers())}
+    assert got.keys() == expected.keys()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_a_lenient_load_keeps_the_initialisation_of_what_the_file_lacks():
+    codec = create_codec("shen2023", lenient=True)
+    assert not codec.loads_strictly
+    assert create_codec("shen2023").loads_strictly

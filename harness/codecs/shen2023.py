@@ -38,6 +38,7 @@ class Shen2023(ReleasedTransformerCodec):
                  lenient: bool = False):
         super().__init__(device=device, checkpoint=checkpoint)
         self.lenient = bool(lenient)
+        self.loads_strictly = not self.lenient  # lenient: what the file lacks keeps its init
         self.skipped: list[str] = []
 
     def layout_hint(self, state_dict: dict) -> str:
