@@ -230,16 +230,17 @@ def mismatch_report(model, state_dict: Mapping, limit: int = 12) -> str | None:
 
 
 def load_strict(model, state_dict: Mapping, source: str,
-                hint: Callable[[], str] | None = None) -> None:
+                hint: str | Callable[[], str] = "") -> None:
     """Load ``state_dict`` into ``model`` strictly, or raise CheckpointMismatch.
 
     Entropy-bottleneck parameters are first renamed to the network's naming. ``hint``
-    says what the file fits instead; called only on a mismatch (it may build networks).
+    says what the file fits instead: text, or a function called only on a mismatch
+    (finding out may build networks).
     """
     state_dict = align_entropy_bottleneck_names(state_dict, set(model.state_dict()))
     report = mismatch_report(model, state_dict)
     if report:
-        advice = hint() if hint else ""
+        advice = hint() if callable(hint) else hint
         raise CheckpointMismatch(
             f"{source} does not fit {type(model).__name__}:\n{report}"
             + (f"\n  {advice}" if advice else ""))

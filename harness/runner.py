@@ -73,6 +73,7 @@ class Task:
     seconds: float = 0.0  # estimated (harness.scheduling): the plan's order and the ETA
     memory: int = 0  # estimated peak bytes: what may run side by side
     metrics: MetricSet = DEFAULT_SET  # what is measured besides PSNR and MS-SSIM
+    holds_model: bool = False  # its codec keeps a network: a worker keeps to one
 
 
 @dataclass
@@ -178,7 +179,7 @@ def plan(codecs: Sequence[tuple[CodecSpec, Codec]], qualities: dict[str, Sequenc
                                   estimate_seconds(codec.name, codec.seconds_per_megapixel,
                                                    quality, pixels, speeds),
                                   codec.memory_bytes(quality, pixels),
-                                  _with_stored(metrics, had)))
+                                  _with_stored(metrics, had), codec.holds_model))
     return longest_first(tasks), cached
 
 
@@ -453,66 +454,131 @@ def _next_task(queue: list[str], pending: dict[str, Task], running: Sequence[str
     return next((key for key in queue if pending[key].memory <= free), None)
 
 
+@dataclass
+class _Worker:
+    """One worker process, in a pool of its own: the parent chooses what each runs."""
+
+    executor: object
+    model: tuple | None = None  # (codec spec, quality) of the model it holds or loads
+    futures: dict = field(default_factory=dict)  # future -> task key, in submission order
+
+
+_pools: list = []  # one-process pools, kept for the next run of this process
+
+
+def _pool(index: int, fresh: bool = False):
+    """The ``index``-th one-process pool (a new one if ``fresh`` or none yet)."""
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    while len(_pools) <= index:
+        _pools.append(None)
+    pool = _pools[index]
+    if fresh or pool is None or pool._flags.broken or pool._flags.shutdown:
+        if pool is not None:
+            pool.shutdown(wait=False, kill_workers=True)
+        _pools[index] = ProcessPoolExecutor(max_workers=1, initializer=_watch_parent,
+                                            initargs=(os.getpid(),))
+    return _pools[index]
+
+
+def _model_of(task: Task) -> tuple | None:
+    return (task.spec, float(task.quality)) if task.holds_model else None
+
+
+def _next_task(queue: list[str], pending: dict[str, Task], worker: _Worker,
+               workers: Sequence[_Worker], in_flight: Sequence[str],
+               max_memory: int) -> str | None:
+    """What ``worker`` runs next: the first task of ``queue`` whose memory estimate fits
+    beside those in flight (with nothing in flight, the first whatever its estimate: it
+    runs alone), preferring the model the worker holds, then tasks whose model no other
+    worker holds; another worker's model only when nothing else is left and this worker
+    is idle (the tail: a second load beats waiting)."""
+    free = max_memory - sum(pending[key].memory for key in in_flight)
+    fitting = [key for key in queue if not in_flight or pending[key].memory <= free]
+    held = {w.model for w in workers if w is not worker and w.model is not None}
+    return (next((k for k in fitting if worker.model is not None
+                  and _model_of(pending[k]) == worker.model), None)
+            or next((k for k in fitting if _model_of(pending[k]) not in held), None)
+            or (next(iter(fitting), None) if not worker.futures else None))
+
+
 def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | None],
                    record: Callable[[ResultRow], None], bar, max_memory: int) -> None:
     """``limits``: seconds per phase of a task (SETTING_UP, MEASURING); None: no limit.
 
-    Tasks are handed to the workers one at a time in the plan's order, while a worker is
-    free and the task's memory estimate fits beside the running ones (``max_memory``).
+    Each worker process is a pool of its own, so the parent decides which worker runs
+    what: a worker keeps to one (codec, quality) model while its tasks last, and a
+    crash is the task that worker was running, nobody else's. Tasks are handed out in
+    the plan's order while their memory estimates fit in ``max_memory`` together.
     """
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    from joblib.externals.loky import get_reusable_executor
-
     torch_threads = max(1, default_jobs() // jobs)
     pending = {task_key(t): t for t in tasks}
-    suspects: list[str] = []  # in flight beside a crash: run again alone
+    queue = list(pending)  # the plan's order
+    workers = [_Worker(_pool(i)) for i in range(jobs)]
     blind_crashes = 0
     with tempfile.TemporaryDirectory(prefix="harness-tasks-") as marker_dir:
-        while pending:
-            alone = bool(suspects)
-            queue = [suspects.pop(0)] if alone else list(pending)
-            workers = 1 if alone else jobs
-            bar.set_description(f"measuring ({workers} worker{'s' if workers > 1 else ''})")
-            executor = get_reusable_executor(max_workers=workers, reuse=True,
-                                             initializer=_watch_parent, initargs=(os.getpid(),))
-            futures: dict = {}
-            killed: dict[str, str] = {}  # task key -> why its worker was killed
-            try:
-                # one task queued per worker besides the running one hides the parent's
-                # latency between tasks (quick ones: a JPEG takes milliseconds)
-                slots = 1 if alone else 2 * workers
-                while queue or futures:
-                    while len(futures) < slots:
-                        key = _next_task(queue, pending, list(futures.values()), max_memory)
-                        if key is None:
-                            break
-                        queue.remove(key)
-                        futures[executor.submit(measure_marked, pending[key], torch_threads,
-                                                marker_dir, limits[MEASURING])] = key
-                    done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        key = futures.pop(future)
-                        record(future.result())
-                        pending.pop(key)
-                    killed.update(_kill_stuck_workers(marker_dir, limits))
-            except BrokenProcessPool as exc:
-                running = [key for _, key, _ in _markers(marker_dir).values() if key in pending]
-                _clear(marker_dir)
-                if killed:  # the watchdog's doing: the stuck tasks are known
-                    for key in set(killed) & set(pending):
-                        record(failed_row(pending.pop(key), killed[key]))
-                elif len(running) == 1:  # it crashed on its own: the culprit
-                    record(failed_row(pending.pop(running[0]), _death(exc)))
-                elif running:  # a worker died and took the pool down: find out which task
-                    suspects.extend(k for k in running if k not in suspects)
-                else:  # workers die before any task starts: nothing will run here
-                    blind_crashes += 1
-                    if blind_crashes >= 3:
-                        for key in list(pending):
-                            record(failed_row(pending.pop(key), f"worker processes keep"
-                                              f" dying before measuring ({exc})"))
+        bar.set_description(f"measuring ({jobs} worker{'s' if jobs > 1 else ''})")
+        killed: dict[str, str] = {}  # task key -> why its worker was killed
+        while queue or any(w.futures for w in workers):
+            # every idle worker gets a task before any gets a second one, queued behind
+            # its running one to hide the parent's latency between quick tasks
+            for depth, worker in [(d, w) for d in (1, 2) for w in workers]:
+                while len(worker.futures) < depth:
+                    in_flight = [k for w in workers for k in w.futures.values()]
+                    key = _next_task(queue, pending, worker, workers, in_flight, max_memory)
+                    if key is None:
+                        break
+                    queue.remove(key)
+                    worker.model = _model_of(pending[key]) or worker.model
+                    worker.futures[worker.executor.submit(
+                        measure_marked, pending[key], torch_threads, marker_dir,
+                        limits[MEASURING])] = key
+            futures = [f for w in workers for f in w.futures]
+            done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
+            for worker in workers:
+                for future in [f for f in worker.futures if f in done]:
+                    key = worker.futures.pop(future)
+                    try:
+                        row = future.result()
+                    except BrokenProcessPool as exc:
+                        worker.futures[future] = key  # back, for the crash's account
+                        blind_crashes += _crashed(worker, exc, pending, queue, killed,
+                                                  marker_dir, record)
+                        workers[workers.index(worker)] = _Worker(
+                            _pool(workers.index(worker), fresh=True))
+                        break
+                    record(row)
+                    pending.pop(key)
+            if blind_crashes >= 3:  # workers die before any task starts: nothing runs here
+                for key in list(pending):
+                    record(failed_row(pending.pop(key), "worker processes keep dying"
+                                      " before measuring"))
+                return
+            killed.update(_kill_stuck_workers(marker_dir, limits))
+
+
+def _crashed(worker: _Worker, exc: BaseException, pending: dict[str, Task],
+             queue: list[str], killed: dict[str, str], marker_dir: str,
+             record: Callable[[ResultRow], None]) -> int:
+    """Settle the tasks of a worker that died: the one it was running gets an error
+    row, the ones queued behind it go back to the front of the queue. Returns 1 when it
+    died before running any task (a blind crash), else 0."""
+    keys = list(worker.futures.values())
+    markers = {key: pid for pid, (_, key, _) in _markers(marker_dir).items()}
+    running = next((key for key in keys if key in markers), None)
+    for key in keys:
+        if key in markers:
+            Path(marker_dir, str(markers[key])).unlink(missing_ok=True)
+    if running is None and not any(key in killed for key in keys):
+        queue[:0] = keys
+        return 1
+    running = running if running is not None else next(k for k in keys if k in killed)
+    record(failed_row(pending.pop(running), killed.pop(running, None) or _death(exc)))
+    queue[:0] = [key for key in keys if key != running]
+    return 0
 
 
 def _death(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness import scheduling
-from harness.runner import _next_task
+from harness.runner import _next_task, _Worker
 from tests.conftest import run_cli
 from tests.test_registry import _with_plugin, installed_plugin  # noqa: F401 (fixture)
 
@@ -22,6 +22,11 @@ class _Task:
     quality: float
     seconds: float
     memory: int = 0
+    holds_model: bool = False
+
+    @property
+    def spec(self):
+        return self.codec
 
 
 def test_longest_tasks_first_and_one_models_tasks_together():
@@ -57,10 +62,34 @@ def test_memory_sizes_and_what_may_run_beside_what():
                "small": _Task("jpeg", 50, 0.1, 2**27)}
     queue = ["big2", "small"]
     budget = 10 * 2**30
-    assert _next_task(queue, pending, [], budget) == "big2"
-    assert _next_task(queue, pending, ["big1"], budget) == "small"  # big2 waits
-    assert _next_task(["big2"], pending, ["big1"], budget) is None
-    assert _next_task(["big2"], pending, [], 2**30) == "big2"  # alone: runs however large
+    worker = _Worker(None)
+
+    def next_task(queue, in_flight, budget):
+        return _next_task(queue, pending, worker, [worker], in_flight, budget)
+
+    assert next_task(queue, [], budget) == "big2"
+    assert next_task(queue, ["big1"], budget) == "small"  # big2 waits
+    assert next_task(["big2"], ["big1"], budget) is None
+    assert next_task(["big2"], [], 2**30) == "big2"  # alone: runs however large
+
+
+def test_a_worker_keeps_to_its_model_and_leaves_others_theirs():
+    pending = {f"{codec}{quality}-{image}": _Task(codec, quality, 3.0, 0, codec == "stf")
+               for codec, quality in (("stf", 1), ("stf", 2), ("jpeg", 50)) for image in (1, 2)}
+    queue = list(pending)  # stf1-1 stf1-2 stf2-1 stf2-2 jpeg50-1 jpeg50-2
+    first, second = _Worker(None, model=("stf", 1.0)), _Worker(None, model=("stf", 2.0))
+    workers = [first, second]
+
+    def next_task(worker, queue):
+        return _next_task(queue, pending, worker, workers, [], 2**40)
+
+    assert next_task(first, ["stf2-1", "stf1-2"]) == "stf1-2"  # its own, not the plan's first
+    assert next_task(second, queue) == "stf2-1"
+    assert next_task(first, ["stf2-2", "jpeg50-1"]) == "jpeg50-1"  # not the other's model
+    assert next_task(first, ["stf2-2"]) == "stf2-2"  # the tail: rather than idle
+    first.futures["running"] = "stf1-1"
+    assert next_task(first, ["stf2-2"]) is None  # but not while it has work
+    assert next_task(_Worker(None), ["stf1-1", "jpeg50-1"]) == "jpeg50-1"  # a new worker
 
 
 def _run(codec, folder, tmp_path, plugin, *extra, env=None):
@@ -94,6 +123,8 @@ def test_each_worker_loads_a_model_once_and_holds_one(installed_plugin, photo_fo
     # each worker loaded each (codec, quality) it ran exactly once
     assert all(set(loads[pid]) == ran[pid] and set(loads[pid].values()) == {1} for pid in loads)
     total = sum(sum(per_worker.values()) for per_worker in loads.values())
+    # 3 models: at most one taken over at the tail by a worker that would idle
+    assert total <= 4
     reported = re.search(r"model loads: (\d+) in (\d+) worker", done.stdout)
     assert reported and int(reported.group(1)) == total, done.stdout
     assert int(reported.group(2)) == len(loads)
