@@ -16,8 +16,8 @@ from tests.test_check import _check, trained  # noqa: F401  (a fixture)
 from tests.test_registry import _with_plugin, installed_plugin  # noqa: F401  (a fixture)
 
 # in the registry's order
-JPEG_AI = ("psnr-y", "psnr-u", "psnr-v", "psnr-yuv", "ms-ssim-y", "psnr-hvs", "vif", "fsim",
-           "iw-ssim")
+JPEG_AI = ("psnr-y", "psnr-u", "psnr-v", "psnr-yuv", "ms-ssim-y", "psnr-hvs", "nlpd", "vif",
+           "fsim", "iw-ssim")
 
 
 def _run(store, folder, *extra, env=None):
