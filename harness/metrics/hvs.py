@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 
 import numpy as np
 
 from harness.metrics.registry import Pair, YCbCrMetric
+from harness.metrics.ycbcr import psnr_of_mse
 
 INSTALL = "pip install 'lic-harness[metrics]'"
 
@@ -43,10 +43,6 @@ def hvs_mse(original: np.ndarray, reconstruction: np.ndarray) -> tuple[float, fl
     return float(hvs), float(hvsm)
 
 
-def _psnr(mse: float) -> float:
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
-
-
 class _HVS(YCbCrMetric):
     needs, install = ("psnr_hvsm",), INSTALL
     which = 0  # 0: PSNR-HVS, 1: PSNR-HVS-M
@@ -54,7 +50,8 @@ class _HVS(YCbCrMetric):
     def measure(self, pair: Pair) -> float:
         original, reconstruction = pair.ycbcr(self.ycbcr)
         peak = self.ycbcr.peak
-        return _psnr(hvs_mse(original[0] / peak, reconstruction[0] / peak)[self.which])
+        return psnr_of_mse(hvs_mse(original[0] / peak, reconstruction[0] / peak)[self.which],
+                           1.0)
 
 
 class PSNRHVS(_HVS):

@@ -26,9 +26,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from harness.checkpoints import CheckpointError, load_strict, read_state_dict, sha256_of
+from harness.metrics import rgb_tensor
 from harness.metrics.registry import Metric
 
 
@@ -127,12 +126,6 @@ def load(weights: WeightFile) -> dict:
     return read_state_dict(path)
 
 
-def _rgb_tensor(image: np.ndarray):
-    import torch
-
-    return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
-
-
 class _Learned(Metric):
     higher_is_better = False
     needs, install = ("torch", "torchvision"), "pip install torchvision"
@@ -155,7 +148,7 @@ class _Learned(Metric):
         import torch
 
         with torch.inference_mode():
-            return float(self.network()(_rgb_tensor(original), _rgb_tensor(reconstruction)))
+            return float(self.network()(rgb_tensor(original), rgb_tensor(reconstruction)))
 
 
 def _backbone(kind: str):
