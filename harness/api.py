@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
 from harness.conventions import MAX_RATE_GAP
-from harness.errors import HarnessError, UsageError
+from harness.errors import CodecUnavailable, HarnessError, UsageError
 
 DEFAULT_STORE = Path("reports") / "results.sqlite"
 DEFAULT_CODECS = ("jpeg", "webp", "jpeg2000")
@@ -321,23 +322,31 @@ def metric_selection(names: Sequence[str] = (), ycbcr_matrix: str = "bt709",
 
 @dataclass
 class MetricsAdded:
-    """What ``harness metrics add`` did: rows given the metrics from their kept
-    reconstruction, rows that had them already, and rows without a kept reconstruction
-    (measured again by ``harness run ... --metrics``, which re-encodes)."""
+    """What ``harness metrics add`` did: rows given the metrics, counted by where their
+    decoded image came from (``recon``: the kept reconstruction; ``bitstream``: the kept
+    bitstream decoded again; ``re-encoded``: encoded and decoded anew), rows that had
+    them already, rows with neither file kept that were not re-encoded, and rows that
+    could not be measured, with why."""
 
-    added: int = 0
+    added: Counter = field(default_factory=Counter)  # source -> rows
     had: int = 0
-    without_recon: list[str] = field(default_factory=list)  # "codec q=Q dataset/image"
+    to_reencode: list[str] = field(default_factory=list)  # "codec q=Q dataset/image"
+    failed: list[str] = field(default_factory=list)  # "codec q=Q dataset/image: why"
     metrics: tuple[str, ...] = ()
 
 
 def add_metrics(names: Sequence[str], store=DEFAULT_STORE, ycbcr_matrix: str = "bt709",
-                ycbcr_bits: int = 10) -> MetricsAdded:
-    """``harness metrics add``: compute registry metrics for rows already in the store,
-    from the reconstructions kept with ``--save recon``, without encoding anything.
+                ycbcr_bits: int = 10, reencode: bool = False) -> MetricsAdded:
+    """``harness metrics add``: compute registry metrics for rows already in the store.
 
-    A row whose reconstruction was not kept is listed in ``without_recon``: ``harness
-    run`` with ``--metrics`` measures it again (encoding and decoding anew).
+    Each row's decoded image is, by preference, its reconstruction kept with ``--save
+    recon``, or its bitstream kept with ``--save bitstreams`` decoded again by the codec
+    the row names (refused when that codec is not available here or its fingerprint
+    differs from the row's: another version might decode otherwise), or, with
+    ``reencode``, the image encoded and decoded anew by that codec (refused when the new
+    bitstream's size differs from the row's: then it is not the row's bitstream). Rows
+    with neither file are listed in ``to_reencode`` otherwise. The result rows themselves
+    are never rewritten.
     """
     from harness.artefacts import ArtefactFolder, folder_for
     from harness.images import image_content_hash, load_image
@@ -351,6 +360,7 @@ def add_metrics(names: Sequence[str], store=DEFAULT_STORE, ycbcr_matrix: str = "
     if not Path(store).is_file():
         raise UsageError(f"no results store at {store}; run `harness run` first or pass --store")
     outcome = MetricsAdded(metrics=tuple(wanted))
+    codecs: dict[str, object] = {}
     with ResultsStore(store) as db:
         folder, kept = ArtefactFolder(folder_for(db.path)), db.artefacts()
         stored: dict[str, dict] = {}
@@ -366,23 +376,77 @@ def add_metrics(names: Sequence[str], store=DEFAULT_STORE, ycbcr_matrix: str = "
             if all(stored[key[0]].get(key[1:], {}).get(m) == f for m, f in wanted.items()):
                 outcome.had += 1
                 continue
-            recon = kept.get(key, {}).get("recon")
-            if recon is None or not folder.has(recon, "recon"):
-                outcome.without_recon.append(f"{row['codec']} q={row['quality']:g}"
-                                             f" {row['dataset']}/{row['image_id']}")
+            label = f"{row['codec']} q={row['quality']:g} {row['dataset']}/{row['image_id']}"
+            files = {kind: sha for kind, sha in kept.get(key, {}).items()
+                     if folder.has(sha, kind)}
+            if not files and not reencode:
+                outcome.to_reencode.append(label)
                 continue
             if row["dataset"] not in images:
                 images[row["dataset"]] = db.known_images(row["dataset"])
             original = load_image(images[row["dataset"]][row["image_id"]].path).pixels
             if image_content_hash(original) != key[2]:
-                outcome.without_recon.append(f"{row['codec']} q={row['quality']:g}"
-                                             f" {row['dataset']}/{row['image_id']} (the"
-                                             " image file changed)")
+                outcome.failed.append(f"{label}: the image file changed since it was measured")
                 continue
-            decoded = load_image(folder.path(recon, "recon")).pixels
+            try:
+                source, decoded = _decoded_again(row, files, folder, original, codecs)
+            except (HarnessError, ValueError) as exc:
+                outcome.failed.append(f"{label}: {exc}")
+                continue
             db.put_metrics(key, selection.measure(original, decoded))
-            outcome.added += 1
+            outcome.added[source] += 1
     return outcome
+
+
+def _decoded_again(row: dict, files: dict[str, str], folder, original, codecs: dict):
+    """(source, decoded image) of a stored row: its kept reconstruction, its kept bitstream
+    decoded again, or the original encoded and decoded anew (``metrics add``)."""
+    from harness.images import load_image
+
+    if "recon" in files:
+        return "recon", load_image(folder.path(files["recon"], "recon")).pixels
+    codec = _codec_of(row, codecs)
+    if "bitstream" in files:
+        source, bitstream = "bitstream", folder.path(files["bitstream"], "bitstream").read_bytes()
+    else:
+        source, bitstream = "re-encoded", codec.encode(original, row["quality"])
+        if len(bitstream) != row["bytes"]:
+            raise ValueError(f"encoding again gave {len(bitstream)} bytes, the row has"
+                             f" {row['bytes']}: not the row's bitstream, so not measured")
+    try:
+        decoded = codec.decode(bytes(bitstream))
+    except Exception as exc:  # a codec's own failure, reported for this row only
+        raise ValueError(f"{codec.name} could not decode it: {type(exc).__name__}: {exc}"
+                         ) from exc
+    if getattr(decoded, "shape", None) != original.shape:
+        raise ValueError(f"{codec.name} decoded {getattr(decoded, 'shape', '?')}, the image"
+                         f" is {original.shape}")
+    return source, decoded
+
+
+def _codec_of(row: dict, codecs: dict):
+    """The codec that made ``row``, as it is here; refused when it is unavailable or its
+    fingerprint is not the row's."""
+    from harness.registry import create_codec
+
+    name = row["codec"]
+    if name not in codecs:
+        try:
+            codec = create_codec(name)
+            available = codec.availability()
+            codecs[name] = codec if available.ok else CodecUnavailable(
+                f"codec {name} is not available here ({available.reason})")
+        except HarnessError as exc:
+            codecs[name] = exc
+    codec = codecs[name]
+    if isinstance(codec, HarnessError):
+        raise codec
+    if codec.fingerprint() != row["codec_fingerprint"]:
+        raise CodecUnavailable(
+            f"codec {name} here has fingerprint {codec.fingerprint()}, the row"
+            f" {row['codec_fingerprint']}: another version or setting, which may decode"
+            " differently; run it again with `harness run`")
+    return codec
 
 
 def benchmark(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_CODECS,

@@ -38,7 +38,8 @@ def test_metrics_are_listed_with_needs_and_availability():
     assert entries["psnr-rgb"]["stored"] == "results.psnr"
     assert entries["psnr-y"]["fingerprint"] == "psnr-y/v1/bt709-10bit"
     text = run_cli("metrics").stdout
-    assert "jpeg-ai = psnr-y psnr-u psnr-v psnr-yuv ms-ssim-y vif fsim iw-ssim" in text
+    assert ("jpeg-ai = psnr-y psnr-u psnr-v psnr-yuv ms-ssim-y vif fsim iw-ssim psnr-hvs nlpd"
+            in text)
     assert entries["vif"]["needs"] == ["torch", "piq"]
 
 

@@ -15,7 +15,9 @@ from tests.conftest import run_cli, stored_rows
 from tests.test_check import _check, trained  # noqa: F401  (a fixture)
 from tests.test_registry import _with_plugin, installed_plugin  # noqa: F401  (a fixture)
 
-JPEG_AI = ("psnr-y", "psnr-u", "psnr-v", "psnr-yuv", "ms-ssim-y", "vif", "fsim", "iw-ssim")
+# in the registry's order
+JPEG_AI = ("psnr-y", "psnr-u", "psnr-v", "psnr-yuv", "ms-ssim-y", "psnr-hvs", "nlpd", "vif",
+           "fsim", "iw-ssim")
 
 
 def _run(store, folder, *extra, env=None):
@@ -187,7 +189,8 @@ def test_metrics_add_computes_from_kept_reconstructions_without_encoding(photo_f
     before = stored_rows(kept)
     added = run_cli("metrics", "add", "psnr-y", "ms-ssim-y", "--store", str(kept))
     assert added.returncode == 0, added.stderr
-    assert "added to 4 rows from their kept reconstructions; 0 rows had them" in added.stdout
+    assert ("added to 4 rows (4 from kept reconstructions, 0 from kept bitstreams decoded"
+            " again, 0 re-encoded); 0 rows had them" in added.stdout)
     assert stored_rows(kept) == before  # no result row was measured or written again
     with ResultsStore(kept, readonly=True) as a, ResultsStore(fresh, readonly=True) as b:
         got = {(r["image_id"], r["quality"]): (r["psnr-y"], r["ms-ssim-y"]) for r in a.rows()}
@@ -205,7 +208,7 @@ def test_metrics_add_computes_from_kept_reconstructions_without_encoding(photo_f
     _run(plain, photo_folder)
     missing = run_cli("metrics", "add", "psnr-y", "--store", str(plain))
     assert missing.returncode == 1
-    assert "4 rows have no kept reconstruction" in missing.stderr
+    assert "4 rows have neither a kept reconstruction nor a kept bitstream" in missing.stderr
     assert "--metrics psnr-y" in missing.stderr
     useless = run_cli("metrics", "add", "psnr-rgb", "--store", str(plain))
     assert useless.returncode == 2 and "in every row already" in useless.stderr

@@ -61,16 +61,24 @@ def _add_metrics(args: argparse.Namespace) -> int:
     from harness import api
     from harness.cli.common import EXIT_FAILED, say
 
-    done = api.add_metrics(args.names, args.store, args.ycbcr_matrix, args.ycbcr_bits)
-    print(f"{', '.join(done.metrics)}: added to {done.added} rows from their kept"
-          f" reconstructions; {done.had} rows had them already")
-    if done.without_recon:
-        say(f"{len(done.without_recon)} rows have no kept reconstruction (e.g."
-            f" {done.without_recon[0]}): `harness run` with their datasets and codecs and"
-            f" --metrics {' '.join(args.names)} measures them again, encoding anew (add --save"
-            " recon to keep reconstructions for next time)")
-        return EXIT_FAILED
-    return EXIT_OK
+    done = api.add_metrics(args.names, args.store, args.ycbcr_matrix, args.ycbcr_bits,
+                           reencode=args.reencode)
+    added = done.added
+    print(f"{', '.join(done.metrics)}: added to {sum(added.values())} rows"
+          f" ({added['recon']} from kept reconstructions, {added['bitstream']} from kept"
+          f" bitstreams decoded again, {added['re-encoded']} re-encoded); {done.had} rows"
+          " had them already")
+    if done.to_reencode:
+        say(f"{len(done.to_reencode)} rows have neither a kept reconstruction nor a kept"
+            f" bitstream (e.g. {done.to_reencode[0]}): add --reencode to encode and decode"
+            " them again here, or run `harness run` with their datasets and codecs and"
+            f" --metrics {' '.join(args.names)} (add --save bitstreams to keep what the"
+            " next metric needs)")
+    for problem in done.failed[:5]:
+        say(f"not measured: {problem}")
+    if len(done.failed) > 5:
+        say(f"... and {len(done.failed) - 5} more rows not measured")
+    return EXIT_FAILED if done.to_reencode or done.failed else EXIT_OK
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -124,14 +132,19 @@ def add_parsers(commands) -> None:
     metrics.set_defaults(handler=cmd_metrics, action=None)
     actions = metrics.add_subparsers(dest="action", metavar="ACTION")
     add = actions.add_parser(
-        "add", help="compute metrics for rows already stored, from kept reconstructions",
+        "add", help="compute metrics for rows already stored, from kept files",
         description="Compute metrics for the rows of a store that lack them, from the"
-                    " reconstructions kept with `harness run --save recon` (nothing is"
-                    " encoded); rows without one are listed, for `harness run --metrics`.")
+                    " reconstructions kept with `harness run --save recon`, else from the"
+                    " bitstreams kept with --save bitstreams, decoded again by the row's"
+                    " codec (same fingerprint), else, with --reencode, by encoding and"
+                    " decoding anew; the output counts rows per source.")
     add.add_argument("names", nargs="+", metavar="NAME", help="metric names or jpeg-ai")
     add.add_argument("--store", default=str(DEFAULT_STORE), metavar="PATH")
     add.add_argument("--ycbcr-matrix", default="bt709", choices=["bt709", "bt601", "bt2020"])
     add.add_argument("--ycbcr-bits", type=int, default=10, choices=[10, 8])
+    add.add_argument("--reencode", action="store_true",
+                     help="encode and decode anew the rows that kept neither file (refused"
+                          " for a row when the new bitstream's size differs from its own)")
 
     datasets = commands.add_parser("datasets", help="list the known datasets")
     datasets.add_argument("--data-dir", metavar="DIR", help="dataset cache to look in")

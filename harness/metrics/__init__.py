@@ -49,12 +49,16 @@ def ms_ssim(original: np.ndarray, reconstruction: np.ndarray) -> tuple[float, st
     import torch
     from pytorch_msssim import ms_ssim as _ms_ssim
 
-    def as_tensor(image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
-
     with torch.inference_mode():
-        value = _ms_ssim(as_tensor(original), as_tensor(reconstruction), data_range=255)
+        value = _ms_ssim(rgb_tensor(original), rgb_tensor(reconstruction), data_range=255)
     return float(value), None
+
+
+def rgb_tensor(image: np.ndarray):
+    """An H x W x 3 image as a 1 x 3 x H x W float32 tensor (values unchanged)."""
+    import torch
+
+    return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
 
 
 def ms_ssim_db(value: float) -> float:

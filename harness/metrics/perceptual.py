@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.metrics import rgb_tensor
 from harness.metrics.registry import Pair, YCbCrMetric
 from harness.metrics.ycbcr import padded_tensor
 
@@ -62,8 +63,7 @@ class FSIM(_Piq):
         peak = self.ycbcr.peak
 
         def rgb(image: np.ndarray) -> torch.Tensor:
-            rounded = np.rint(image.astype(np.float64) / 255.0 * peak) / peak
-            return torch.from_numpy(rounded.astype(np.float32)).permute(2, 0, 1)[None]
+            return rgb_tensor(np.rint(image.astype(np.float64) / 255.0 * peak) / peak)
 
         return piq.fsim(rgb(pair.reconstruction), rgb(pair.original), data_range=1.0,
                         chromatic=True)

@@ -43,6 +43,12 @@ BUILTIN_METRICS: dict[str, str] = {
     "psnr-v": "harness.metrics.registry:PSNRV",
     "psnr-yuv": "harness.metrics.registry:PSNRYUV",
     "ms-ssim-y": "harness.metrics.registry:MSSSIMY",
+    "ciede2000": "harness.metrics.colour_difference:CIEDE2000",
+    "psnr-hvs": "harness.metrics.hvs:PSNRHVS",
+    "psnr-hvs-m": "harness.metrics.hvs:PSNRHVSM",
+    "nlpd": "harness.metrics.nlpd:NLPD",
+    "lpips": "harness.metrics.learned:LPIPS",
+    "dists": "harness.metrics.learned:DISTS",
     "vif": "harness.metrics.perceptual:VIF",
     "fsim": "harness.metrics.perceptual:FSIM",
     "iw-ssim": "harness.metrics.perceptual:IWSSIM",
@@ -50,7 +56,7 @@ BUILTIN_METRICS: dict[str, str] = {
 DEFAULT_METRICS = ("psnr-rgb", "ms-ssim-rgb")  # always measured, as before metrics existed
 # names that select several metrics at once
 GROUPS = {"jpeg-ai": ("psnr-y", "psnr-u", "psnr-v", "psnr-yuv", "ms-ssim-y", "vif", "fsim",
-                     "iw-ssim")}
+                     "iw-ssim", "psnr-hvs", "nlpd")}
 # the results-table columns: no metric may take one of these names
 RESERVED = {"bpp", "psnr", "ms_ssim", "ms_ssim_db", "bytes", "quality", "codec", "dataset",
             "image_id", "image_hash", "width", "height", "error", "note", "encode_s",

@@ -82,7 +82,11 @@ def to_codes(image: np.ndarray, settings: YCbCrSettings) -> np.ndarray:
 
 def plane_psnr(original: np.ndarray, reconstruction: np.ndarray, peak: int) -> float:
     diff = (original - reconstruction).ravel()
-    error = float(diff @ diff) / diff.size
+    return psnr_of_mse(float(diff @ diff) / diff.size, peak)
+
+
+def psnr_of_mse(error: float, peak: float) -> float:
+    """10 log10(peak^2 / MSE); inf for an MSE of 0."""
     return math.inf if error == 0 else 10.0 * math.log10(peak * peak / error)
 
 
