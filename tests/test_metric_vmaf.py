@@ -142,6 +142,49 @@ class _NoImages:
         pass
 
 
+class _FakeWorker:
+    """Stands in for the worker container: records the call, answers as told."""
+
+    def __init__(self, folder, returncode, stderr=b"", output=None):
+        self.host_dir, self.returncode = folder, returncode
+        self.stderr, self.output = stderr, output
+        self.seen = []
+
+    def run(self, argv, timeout):
+        self.seen = sorted(p.name for p in self.host_dir.iterdir())
+        if self.output is not None:
+            (self.host_dir / argv[argv.index("--output") + 1]).write_text(self.output)
+        return containers.CommandResult(list(argv), self.returncode, b"", self.stderr, 0.01)
+
+
+@pytest.mark.parametrize("returncode, stderr, output, message", [
+    (1, b"problem reading reference", None, "exit status 1: problem reading reference"),
+    (0, b"", None, "vmaf wrote no output file"),
+    (0, b"", "{}", "no pooled vmaf mean"),
+])
+def test_a_failed_tool_call_is_a_clear_error_and_leaves_no_files(
+        monkeypatch, tmp_path, returncode, stderr, output, message):
+    worker = _FakeWorker(tmp_path, returncode, stderr, output)
+    monkeypatch.setattr(vmaf, "_image", lambda: ("lic-harness/vmaf:test", "3.2.0"))
+    monkeypatch.setattr(containers, "get_worker", lambda image, call_timeout=0: worker)
+    image = np.zeros((4, 6, 3), np.uint8)
+    with pytest.raises(vmaf.VMAFError, match=message):
+        _score(image, image)
+    assert [name.split("-")[-1] for name in worker.seen] == ["dist.yuv", "ref.yuv"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_score_comes_from_the_files_written_for_the_tool(monkeypatch, tmp_path):
+    worker = _FakeWorker(tmp_path, 0, output=TOOL_OUTPUT)
+    monkeypatch.setattr(vmaf, "_image", lambda: ("lic-harness/vmaf:test", "3.2.0"))
+    monkeypatch.setattr(containers, "get_worker", lambda image, call_timeout=0: worker)
+    image = np.zeros((4, 6, 3), np.uint8)
+    value, fingerprint = _score(image, image, bits=8)
+    assert value == pytest.approx(61.87521)
+    assert fingerprint == "vmaf/v1/bt709-8bit/vmaf_v0.6.1/libvmaf-3.2.0"
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- with the image ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
