@@ -137,6 +137,18 @@ def test_without_docker_the_metric_is_unavailable(monkeypatch):
         vmaf._image.cache_clear()
 
 
+def test_run_without_a_docker_engine_refuses_vmaf_before_measuring(photo_folder, tmp_path):
+    store = tmp_path / "r.sqlite"
+    ran = run_cli("run", "--datasets", str(photo_folder), "--codecs", "jpeg", "--store",
+                  str(store), "--metrics", "vmaf",
+                  env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert ran.returncode == 2, ran.stderr
+    assert "metric 'vmaf' cannot run here: it needs the vmaf image and a Docker engine" \
+        in ran.stderr
+    assert "not reachable" in ran.stderr and ".." not in ran.stderr
+    assert not store.exists()
+
+
 class _NoImages:
     def close(self):
         pass

@@ -75,14 +75,15 @@ def _image() -> tuple[str, str]:
     try:
         client = docker_client(timeout=30)
     except ContainerError as exc:
-        raise VMAFError(f"needs the vmaf image and a Docker engine: {exc}") from None
+        raise VMAFError("needs the vmaf image and a Docker engine: "
+                        + str(exc).rstrip(".")) from None
     try:
         tag = find_image(RECIPE, client)
         if tag is None:
             raise VMAFError(BUILD_HINT)
         version = client.images.get(tag).labels.get(VERSION_LABEL)
     except ContainerError as exc:
-        raise VMAFError(f"needs the vmaf image: {exc}") from None
+        raise VMAFError("needs the vmaf image: " + str(exc).rstrip(".")) from None
     finally:
         client.close()
     if not version:
