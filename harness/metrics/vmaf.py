@@ -105,8 +105,7 @@ class VMAF(YCbCrMetric):
             return missing
         try:
             _image()
-        except VMAFError as exc:
-            _image.cache_clear()  # it may be built later in this process
+        except VMAFError as exc:  # not cached: it may be built later in this process
             return str(exc)
         return None
 
@@ -114,7 +113,6 @@ class VMAF(YCbCrMetric):
         try:
             tool = f"libvmaf-{_image()[1]}"
         except VMAFError:
-            _image.cache_clear()
             tool = "libvmaf-unknown"  # not measurable here; listed only
         return f"{self.ycbcr.label()}/{MODEL}/{tool}"
 
