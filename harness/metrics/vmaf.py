@@ -4,7 +4,10 @@ to Y'CbCr 4:4:4 code values at the internal bit depth (:mod:`harness.metrics.ycb
 BT.709, 10-bit by default; 8-bit optional), written as raw planar YUV (8-bit: one byte a
 sample; 10-bit: two bytes, little-endian) and scored with the ``vmaf`` tool and its
 built-in model ``vmaf_v0.6.1``. One image is one frame, so the score is that frame's
-(the pooled mean over one frame).
+(the pooled mean over one frame). JPEG AI's framework runs the same command (its
+defaults: 10 bits, BT.709, the tool's default model v0.6.1) with libvmaf 2.2.1's
+binary; here it is libvmaf 3.2.0 (whether the two versions give the same score was not
+checked).
 
 On one frame nothing moves (the model's motion feature is 0), so identical images score
 about 97.4, not 100.
