@@ -116,7 +116,7 @@ def _add_actions(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="containers_action", metavar="ACTION", required=True)
     build_parser = actions.add_parser("build", help="build recipes (all if none named)")
     build_parser.add_argument("names", nargs="*", metavar="NAME",
-                              help="recipe names: folders of codecs/ (debian, bpg, vtm)")
+                              help="recipe names: folders of codecs/ (debian, bpg, vtm, vmaf)")
     build_parser.add_argument("--source", metavar="PATH",
                               help="build from a local source tarball, tree or git repository"
                                    " instead of downloading it (one recipe)")

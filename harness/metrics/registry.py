@@ -52,6 +52,7 @@ BUILTIN_METRICS: dict[str, str] = {
     "vif": "harness.metrics.perceptual:VIF",
     "fsim": "harness.metrics.perceptual:FSIM",
     "iw-ssim": "harness.metrics.perceptual:IWSSIM",
+    "vmaf": "harness.metrics.vmaf:VMAF",
 }
 DEFAULT_METRICS = ("psnr-rgb", "ms-ssim-rgb")  # always measured, as before metrics existed
 # names that select several metrics at once
