@@ -704,6 +704,9 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
         baseline: ``NAME@published``, a CompressAI results JSON, a codec measured in the
             store, or checkpoint file(s).
         The other arguments are the options of ``harness check`` (thresholds in % or dB).
+        ``metric``: ``psnr``, ``ms-ssim`` or a registry metric; one where lower is better
+        (``nlpd``, ``lpips`` ...) is compared negated, so every quality difference in
+        the report reads "higher is better".
 
     Returns:
         A :class:`harness.check.CheckReport`: ``.verdict``, ``.gates``, ``.comparisons``,
@@ -728,7 +731,7 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
     tol = _check.Tolerances(max_bd_rate, max_psnr_drop, max_rate_increase,
                             forward_tolerance_db, max_rate_gap, image_psnr, image_bpp)
     _check_thresholds(tol, gate_images, gate_crop)
-    from harness.curves import METRICS, metric_column
+    from harness.curves import METRICS, metric_column, oriented
 
     metric_column(metric)  # an unknown metric is refused here
     metric_set = metric_selection([] if metric in METRICS else [metric])
@@ -841,6 +844,8 @@ def check(codec: str, checkpoints: Sequence[str], baseline: Sequence[str] | str,
             base_curve = _points(in_set, base_names, metric, aggregate, rate)
         else:
             base_curve = baselines[dataset.id].rd(metric)
+        # a metric where lower is better enters negated: the gates read "higher is better"
+        new_curve, base_curve = oriented(metric, new_curve), oriented(metric, base_curve)
         if len(new_curve[0]) == 0:
             raise UsageError(f"no successful measurement of the new checkpoint(s) on"
                              f" {dataset.id}")

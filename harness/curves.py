@@ -153,6 +153,30 @@ def metric_column(metric: str) -> str:
     return f"{metric}-db" if in_db(metric) else metric
 
 
+def quality_sign(metric: str) -> float:
+    """+1 where a higher value of ``metric`` is better (PSNR, MS-SSIM, VIF ...), -1 where
+    a lower one is (NLPD, LPIPS, CIEDE2000 ...). BD interpolates over a quality that
+    rises with the rate, so the latter enter it negated (see :func:`oriented`)."""
+    from harness.metrics.registry import higher_is_better
+
+    metric = _METRIC_ALIASES.get(metric, metric)
+    return 1.0 if metric in METRICS or higher_is_better(metric) else -1.0
+
+
+def oriented(metric: str, rd: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(rate, quality) with the quality negated where lower is better: what BD reads."""
+    rate, quality = rd
+    return rate, quality_sign(metric) * np.asarray(quality, dtype=float)
+
+
+def quality_unit(metric: str) -> str:
+    """``dB`` for PSNR, MS-SSIM and the metrics in dB, else ``""`` (VIF, NLPD ...)."""
+    from harness.metrics.registry import quality_unit as unit
+
+    metric = _METRIC_ALIASES.get(metric, metric)
+    return "dB" if metric in METRICS else unit(metric)
+
+
 def metric_names(curves: Iterable[Curve]) -> list[str]:
     """Every metric some of ``curves`` can be compared on: ``psnr``, ``ms-ssim``, then the
     registry metrics they hold (``psnr-y`` ...), for tables and plots."""
@@ -525,7 +549,10 @@ def bd_table(curves: Sequence[Curve], anchor: str | None = None,
              metrics: Sequence[str] = METRICS, method: str = "pchip", *,
              min_overlap: float = bd.MIN_OVERLAP,
              min_spacing: float = bd.MIN_RATE_SPACING) -> pd.DataFrame:
-    """BD-rate (percent) and BD quality (dB) of every curve against the anchor.
+    """BD-rate (percent) and BD quality (the metric's units: dB for PSNR and MS-SSIM) of
+    every curve against the anchor. A metric where lower is better (NLPD, LPIPS ...)
+    enters BD negated, so its BD-rate has the usual sense (negative: fewer bits for the
+    same quality) and its BD quality is the mean difference of the metric itself.
 
     One row per dataset, metric and codec other than the anchor; ``codec`` and
     ``anchor`` are curve labels. A comparison that cannot be made gives NaN; ``reason``
@@ -559,19 +586,24 @@ def bd_table(curves: Sequence[Curve], anchor: str | None = None,
                     row["reason"] = "no-anchor-metric"
                     row["warning"] = f"the anchor has no {metric} values"
                 else:
-                    _fill_bd(row, reference.rd(metric), curve.rd(metric), method,
+                    _fill_bd(row, reference.rd(metric), curve.rd(metric), method, metric,
                              min_overlap=min_overlap, min_spacing=min_spacing)
                 rows.append(row)
     return pd.DataFrame(rows, columns=BD_COLUMNS)
 
 
-def _fill_bd(row: dict, anchor_rd, test_rd, method: str, **guards) -> None:
+def _fill_bd(row: dict, anchor_rd, test_rd, method: str, metric: str, **guards) -> None:
+    """BD-rate and BD-quality of ``test_rd`` against ``anchor_rd``; BD-quality in the
+    metric's own units and sense (NLPD's: negative is better)."""
     codes, messages = [], []
+    sign = quality_sign(metric)
+    anchor_rd, test_rd = oriented(metric, anchor_rd), oriented(metric, test_rd)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", bd.BDWarning)
-        for key, function in (("bd_rate", bd.bd_rate), ("bd_quality", bd.bd_psnr)):
+        for key, function, scale in (("bd_rate", bd.bd_rate, 1.0),
+                                     ("bd_quality", bd.bd_psnr, sign)):
             try:
-                row[key] = function(*anchor_rd, *test_rd, method=method, **guards)
+                row[key] = scale * function(*anchor_rd, *test_rd, method=method, **guards)
             except bd.BDInputError as exc:
                 codes.append(exc.code)
                 messages.append(f"{key}: {exc}")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from harness import bd
-from harness.curves import Curve, find_curve
+from harness.curves import Curve, find_curve, metric_column, quality_sign
 
 RESAMPLES = 1000
 SEED = 0
@@ -57,9 +57,10 @@ def _images(curve: Curve, metric: str) -> _Grid | None:
     """The curve's :class:`_Grid` for ``metric`` (None: no per-image rows)."""
     if curve.per_image is None or curve.per_image.empty:
         return None
-    column = "psnr" if metric == "psnr" else (
-        "ms_ssim" if curve.aggregate == "mean-linear" else "ms_ssim_db")
+    column = _averaged(curve, metric)[0]
     rows = curve.per_image
+    if column not in rows:
+        return None
     bpp, value = (rows[c].to_numpy(dtype=float) for c in ("bpp", column))
     keep = np.isfinite(bpp) & np.isfinite(value) & (bpp > 0)
     images, image = np.unique(rows["image_hash"].to_numpy()[keep], return_inverse=True)
@@ -76,12 +77,22 @@ def _images(curve: Curve, metric: str) -> _Grid | None:
                      (value_sum / count)[complete])
 
 
+def _averaged(curve: Curve, metric: str) -> tuple[str, bool]:
+    """The per-image column whose means make ``metric``'s quality axis, and whether the
+    means go to dB after (a similarity averaged linearly, as ``mean-linear`` says)."""
+    column = metric_column(metric)  # psnr, ms_ssim_db, psnr-y, ms-ssim-y-db, nlpd ...
+    if column.endswith("db") and curve.aggregate == "mean-linear":
+        return ("ms_ssim" if column == "ms_ssim_db" else column.removesuffix("-db")), True
+    return column, False
+
+
 def _quality(curve: Curve, metric: str, means: np.ndarray) -> np.ndarray:
-    """The curve's quality axis from means of the averaged value."""
-    if metric == "ms-ssim" and curve.aggregate == "mean-linear":
+    """The curve's quality axis from means of the averaged value, as BD reads it
+    (negated where lower is better: :func:`harness.curves.oriented`)."""
+    if _averaged(curve, metric)[1]:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return -10 * np.log10(1 - means)
-    return means
+            means = -10 * np.log10(1 - means)
+    return quality_sign(metric) * means
 
 
 def bootstrap_interval(curve: Curve, anchor: Curve, metric: str, method: str = "pchip",

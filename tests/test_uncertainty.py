@@ -122,3 +122,45 @@ def test_the_report_shows_the_intervals_and_each_images_bd_rate(store, tmp_path)
     assert "4 images, 1 curves against jpeg" in section
     assert '<a href="#per-image-bd">' in page
     assert (out / "plots" / "sample_per_image_bd.png").stat().st_size > 1000
+
+
+def _synthetic(name, scale, images=4):
+    """A measured curve whose rate is ``scale`` times the reference's at every quality,
+    per image: nlpd falls and psnr-y rises with the rate; ms-ssim is the same everywhere."""
+    import numpy as np
+
+    from harness.curves import Curve
+
+    rows = []
+    for image in range(images):
+        for quality, bpp in enumerate((0.2, 0.4, 0.8, 1.6)):
+            rate = scale * bpp * (1 + 0.1 * image)
+            rows.append({"image_hash": f"h{image}", "image_id": f"i{image}",
+                         "quality": quality, "bpp": rate, "psnr": 30 + quality,
+                         "ms_ssim": 0.9, "ms_ssim_db": 10.0,
+                         "psnr-y": 25 + 6 * np.log2(bpp), "nlpd": 0.5 - 0.1 * np.log2(bpp)})
+    per_image = pd.DataFrame(rows)
+    points = per_image.groupby("quality", as_index=False).mean(numeric_only=True)
+    return Curve(name, "set", "measured", points.sort_values("bpp").reset_index(drop=True),
+                 per_image=per_image)
+
+
+def test_bd_and_intervals_of_registry_metrics_read_their_own_values():
+    """BD reads a metric where lower is better (nlpd) negated: fewer bits for the same
+    NLPD is a negative BD-rate, a lower NLPD at the same rate a negative BD quality. The
+    interval of psnr-y is computed on psnr-y (it used MS-SSIM's values)."""
+    from harness.curves import bd_table
+
+    anchor, better = _synthetic("anchor", 1.0), _synthetic("better", 0.9)
+    table = bd_table([anchor, better], anchor="anchor", metrics=["nlpd", "psnr-y"])
+    for row in table.itertuples():
+        assert row.reason in ("", "partial-overlap"), row  # 10 % fewer bits: a shifted span
+        assert row.bd_rate == pytest.approx(-10.0, abs=0.01), row
+    quality = dict(zip(table["metric"], table["bd_quality"]))
+    assert quality["nlpd"] < 0 < quality["psnr-y"]
+    for metric in ("nlpd", "psnr-y"):
+        low, high, reason = bootstrap_interval(better, anchor, metric, resamples=100)
+        assert reason == ""
+        assert (low, high) == (pytest.approx(-10.0, abs=0.01), pytest.approx(-10.0, abs=0.01))
+    rates = per_image_bd([anchor, better], "anchor", "nlpd")
+    assert list(rates["bd_rate"]) == pytest.approx([-10.0] * 4, abs=0.01)

@@ -41,11 +41,13 @@ def cmd_bd(args: argparse.Namespace) -> int:
 
 
 def _format_bd_text(table) -> str:
+    from harness.curves import quality_unit
     from harness.uncertainty import spans_zero
 
     blocks = []
     for (dataset, metric), group in table.groupby(["dataset", "metric"], sort=False):
-        quality = f"BD-{metric.upper()} dB"
+        unit = quality_unit(metric)
+        quality = f"BD-{metric.upper()}" + (f" {unit}" if unit else "")
         lines = [f"{dataset} / {metric}: BD against {group['anchor'].iloc[0]}"
                  f" ({group['method'].iloc[0]})",
                  f"  {'codec':40s} {'BD-rate %':>10s} {quality:>14s}  points"

@@ -44,7 +44,7 @@ def hvs_mse(original: np.ndarray, reconstruction: np.ndarray) -> tuple[float, fl
 
 
 class _HVS(YCbCrMetric):
-    needs, install = ("psnr_hvsm",), INSTALL
+    needs, install, unit = ("psnr_hvsm",), INSTALL, "dB"
     which = 0  # 0: PSNR-HVS, 1: PSNR-HVS-M
 
     def measure(self, pair: Pair) -> float:

@@ -96,6 +96,7 @@ class Metric:
     install: str = ""  # how to get what it needs, shown when something is missing
     description: str = ""
     in_db: bool = False  # a similarity in [0, 1]: BD and plots use -10 log10(1 - value)
+    unit: str = ""  # of its values on the curves' quality axis ("dB" when in_db)
     column: str | None = None  # a results-table column (psnr-rgb, ms-ssim-rgb) or None
 
     def compute(self, original: np.ndarray, reconstruction: np.ndarray) -> float:
@@ -120,7 +121,7 @@ class Metric:
 
 
 class PSNRRGB(Metric):
-    name, column = "psnr-rgb", "psnr"
+    name, column, unit = "psnr-rgb", "psnr", "dB"
     description = "PSNR over RGB 0..255, MSE over all channels (CompressAI's psnr-rgb)"
 
     def compute(self, original, reconstruction):
@@ -147,6 +148,7 @@ class YCbCrMetric(Metric):
 
 
 class _PSNRPlane(YCbCrMetric):
+    unit = "dB"
     plane = 0
 
     def measure(self, pair):
@@ -171,7 +173,7 @@ class PSNRV(_PSNRPlane):
 
 
 class PSNRYUV(YCbCrMetric):
-    name = "psnr-yuv"
+    name, unit = "psnr-yuv", "dB"
     description = "(6 PSNR-Y + PSNR-U + PSNR-V) / 8"
 
     def measure(self, pair):
@@ -337,3 +339,20 @@ def in_db(name: str) -> bool:
         return create_metric(name).in_db
     except UsageError:
         return False
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a higher value of ``name`` is the better one (unknown names: True)."""
+    try:
+        return create_metric(name).higher_is_better
+    except UsageError:
+        return True
+
+
+def quality_unit(name: str) -> str:
+    """The unit of ``name`` on the curves' quality axis: ``dB`` or ``""``."""
+    try:
+        metric = create_metric(name)
+    except UsageError:
+        return ""
+    return "dB" if metric.in_db else metric.unit

@@ -387,6 +387,8 @@ def interval_text(low: float, high: float) -> str:
 
 
 def bd_columns(metrics: Sequence[str], intervals: bool = False) -> tuple[Column, ...]:
+    from harness.curves import quality_sign, quality_unit
+
     cols = [Column("dataset", "dataset"), Column("anchor", "anchor"), Column("codec", "codec"),
             Column("origin", "origin")]
     for metric in metrics:
@@ -394,7 +396,9 @@ def bd_columns(metrics: Sequence[str], intervals: bool = False) -> tuple[Column,
         cols.append(Column(f"bd_rate_{metric}", f"BD-rate {label} (%)", 2, "min"))
         if intervals:
             cols.append(Column(f"ci_{metric}", f"95 % interval {label}"))
-        cols.append(Column(f"bd_quality_{metric}", f"BD-{label} (dB)", 3, "max"))
+        unit = quality_unit(metric)
+        cols.append(Column(f"bd_quality_{metric}", f"BD-{label}" + (f" ({unit})" if unit else ""),
+                           3, "max" if quality_sign(metric) > 0 else "min"))
     for metric in metrics:
         label = METRIC_LABELS.get(metric, metric)
         cols.append(Column(f"points_{metric}", f"points {label}", 0, latex=False))
