@@ -116,11 +116,13 @@ def resolve_datasets(specs: Sequence[str], data_dir=None, follow_symlinks: bool 
 
 
 def prepare_codecs(names: Sequence[str], qualities=None, checkpoint=None, device=None,
-                   lenient: bool = False):
+                   lenient: bool = False, load: bool = True):
     """The codecs asked for, each with its quality points ready to run here.
 
     Returns ``[(spec, codec)]``, ``{name: qualities}`` and the problems met (an
-    unavailable codec or quality is left out, with the reason).
+    unavailable codec or quality is left out, with the reason). ``load=False`` leaves
+    each quality's :meth:`~harness.codec.Codec.prepare` (fetching and loading weights)
+    to :func:`measure`, which does it only for the qualities with work to do.
     """
     from harness.runner import CodecSpec
 
@@ -159,7 +161,8 @@ def prepare_codecs(names: Sequence[str], qualities=None, checkpoint=None, device
             except ValueError as exc:
                 raise UsageError(f"--qualities: {exc}") from exc
             try:
-                codec.prepare(quality)
+                if load:
+                    codec.prepare(quality)
             except HarnessError as exc:
                 problems.append(f"{codec.name} q={quality:g} skipped: {exc}")
                 continue
@@ -206,6 +209,9 @@ def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
             problems.extend(f"image skipped: {error}" for error in report.errors)
 
         tasks, cached = runner.plan(codecs, qualities, images, store, save, metrics)
+        if not scheduler:
+            runner.start_workers(tasks, jobs)
+        tasks = _prepared(tasks, problems)
         say(f"{len(images)} images x {len(codecs)} codecs: {len(tasks)} measurements to make,"
             f" {cached} already in {store.path}")
         started = time.perf_counter()
@@ -225,6 +231,24 @@ def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
                           fingerprints=[c.fingerprint() for _, c in codecs])
     problems.extend(f"{count} x {message}" for message, count in outcome.errors.most_common())
     return outcome, rows
+
+
+def _prepared(tasks: list, problems: list[str]) -> list:
+    """``tasks`` of the (codec, quality) pairs that are ready to run: each pair with work
+    to do is prepared once here, before any worker (weights fetched, loaded strictly:
+    a bad file stops its pair early, with the reason in ``problems``), then released."""
+    refused = set()
+    for spec, quality, name in dict.fromkeys((t.spec, float(t.quality), t.codec)
+                                             for t in tasks):
+        codec = spec.create()
+        try:
+            codec.prepare(quality)
+        except HarnessError as exc:
+            problems.append(f"{name} q={quality:g} skipped: {exc}")
+            refused.add((spec, quality))
+        finally:
+            codec.release_models()  # the workers load their own
+    return [t for t in tasks if (t.spec, float(t.quality)) not in refused]
 
 
 def _versions(codecs) -> dict:
@@ -286,7 +310,7 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
         check_report_folder(report, store)  # before measuring, not after
     datasets = resolve_datasets(datasets, data_dir, follow_symlinks)
     ready, ready_qualities, problems = prepare_codecs(codecs, qualities, checkpoint, device,
-                                                      lenient)
+                                                      lenient, load=False)
     outcome, rows = measure(store, datasets, ready, ready_qualities, problems, jobs=jobs,
                             progress=progress, timeout=timeout, setup_timeout=setup_timeout,
                             scheduler=scheduler, save=save, max_memory=max_memory,

@@ -359,6 +359,18 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
 
 
+def _start_worker(parent: int) -> None:
+    """Runs first in every worker process: watch the parent, and keep the worker for
+    good. loky ends a worker whose memory grew 300 MB past its size after its first
+    task, taking it for a leak; a worker that loads a model after its first task (a
+    warm-up import, a switch to a larger network) grows so by design, and a new worker
+    would import torch and load the model again."""
+    from joblib.externals.loky import process_executor
+
+    process_executor._MAX_MEMORY_LEAK_SIZE = float("inf")
+    _watch_parent(parent)
+
+
 def task_key(task: Task) -> str:
     return measurement_key(task.fingerprint, task.quality, task.image_hash)
 
@@ -476,9 +488,28 @@ def _pool(index: int, fresh: bool = False):
     if fresh or pool is None or pool._flags.broken or pool._flags.shutdown:
         if pool is not None:
             pool.shutdown(wait=False, kill_workers=True)
-        _pools[index] = ProcessPoolExecutor(max_workers=1, initializer=_watch_parent,
+        _pools[index] = ProcessPoolExecutor(max_workers=1, initializer=_start_worker,
                                             initargs=(os.getpid(),))
     return _pools[index]
+
+
+def _import(modules: Sequence[str]) -> None:
+    import importlib
+
+    for module in modules:
+        importlib.import_module(module)
+
+
+def start_workers(tasks: Sequence[Task], jobs: int) -> None:
+    """Start the worker processes of :func:`execute` now, each importing what the tasks
+    will need (torch; compressai for learned codecs): seconds that then overlap the
+    parent's own preparation instead of following it."""
+    if not tasks:
+        return
+    modules = ["torch", "harness.runner"] + (
+        ["compressai"] if any(t.holds_model for t in tasks) else [])
+    for index in range(max(1, min(jobs, len(tasks)))):
+        _pool(index).submit(_import, modules)
 
 
 def _model_of(task: Task) -> tuple | None:

@@ -152,6 +152,29 @@ def unpack(data: bytes) -> Bitstream:
     return Bitstream(codec, quality, height, width, tuple(shape), strings)
 
 
+# --- versions -------------------------------------------------------------------------------
+
+def installed_version(package: str) -> str:
+    """``package.__version__`` (torch: ``2.14.1+cu130``, with its build) read from the
+    package's ``version.py`` without importing it: a run whose measurements are all in
+    the store needs the fingerprint, not the seconds of importing torch and compressai."""
+    import re
+    from importlib.util import find_spec
+
+    spec = find_spec(package)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        try:
+            text = (Path(folder) / "version.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        found = re.search(r"^__version__\s*(?::\s*str\s*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
+        if found:
+            return found.group(1)
+    import importlib
+
+    return importlib.import_module(package).__version__
+
+
 # --- building a network to load ---------------------------------------------------------------
 
 def without_initialisation():
@@ -335,11 +358,11 @@ class LearnedCodec(Codec):
 
     # the contract
     def availability(self) -> Availability:
-        try:
-            import compressai  # noqa: F401
-            import torch
-        except ImportError as exc:
-            return Availability(False, f"{exc.name} is not installed: pip install compressai")
+        installed = self.quick_availability()
+        if not installed.ok or self.device == "cpu":
+            return installed  # the seconds of importing torch and compressai are the workers'
+        import torch
+
         try:
             torch.device(self.device)
         except RuntimeError:
@@ -368,13 +391,11 @@ class LearnedCodec(Codec):
     def fingerprint(self) -> str:
         """Hashes of the weights, code versions and device (computed once per process)."""
         if self._fingerprint is None:
-            import compressai
-            import torch
-
             hashes = [self.weights_identity(q) for q in self.qualities]
             self._fingerprint = fingerprint_of(
                 self.name, "learned", FORMAT_VERSION, type(self).__name__,
-                compressai.__version__, torch.__version__, self.device, hashes)
+                installed_version("compressai"), installed_version("torch"), self.device,
+                hashes)
         return self._fingerprint
 
     def model(self, quality: Quality):
