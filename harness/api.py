@@ -235,19 +235,17 @@ def measure(store_path, datasets, codecs, qualities, problems: list[str], *,
 
 def _prepared(tasks: list, problems: list[str]) -> list:
     """``tasks`` of the (codec, quality) pairs that are ready to run: each pair with work
-    to do is prepared once here, before any worker (weights fetched, loaded strictly:
-    a bad file stops its pair early, with the reason in ``problems``), then released."""
+    to do is fetched once here, before any worker (:meth:`~harness.codec.Codec.fetch`:
+    weights downloaded and checked against their manifest; a missing or changed file
+    stops its pair here, with the reason in ``problems``)."""
     refused = set()
     for spec, quality, name in dict.fromkeys((t.spec, float(t.quality), t.codec)
                                              for t in tasks):
-        codec = spec.create()
         try:
-            codec.prepare(quality)
+            spec.create().fetch(quality)
         except HarnessError as exc:
             problems.append(f"{name} q={quality:g} skipped: {exc}")
             refused.add((spec, quality))
-        finally:
-            codec.release_models()  # the workers load their own
     return [t for t in tasks if (t.spec, float(t.quality)) not in refused]
 
 

@@ -115,6 +115,16 @@ class Codec(ABC):
         """
         return None
 
+    def fetch(self, quality: Quality) -> None:
+        """What a run does in the parent for a quality with work to do, before the
+        workers start on it: get what they need (weights downloaded and verified, say)
+        without loading it here. Default: :meth:`prepare`.
+
+        Raises:
+            CodecUnavailable: this quality cannot run here; the message names the fix.
+        """
+        self.prepare(quality)
+
     def warm_up(self, quality: Quality) -> None:
         """Load what ``quality`` needs before its first timed call (once per process).
 

@@ -391,3 +391,27 @@ def test_a_run_with_nothing_left_to_measure_loads_no_network_nor_torch(tmp_path,
                 if line.startswith("import time:")}
     assert "harness.runner" in imported  # the listing works
     assert "torch" not in imported and "compressai" not in imported
+
+
+def test_a_checkpoint_that_does_not_fit_is_each_tasks_error_read_once(tmp_path, checkpoints,
+                                                                     photo_folder):
+    """The workers load the weights (the parent only fetches and verifies them): a file
+    of another layout is an error row per task with the diff, loaded once per worker."""
+    done = run_cli("run", "--codecs", "mbt2018", "--checkpoint",
+                   str(checkpoints["bmshj2018-hyperprior"]), "--datasets", str(photo_folder),
+                   "--store", str(tmp_path / "s.sqlite"), "--jobs", "1", "--no-progress",
+                   "--no-report")
+    assert done.returncode == 1
+    assert re.search(r"error: 2 x .*does not fit JointAutoregressiveHierarchicalPriors",
+                     done.stderr), done.stderr
+    assert "Traceback" not in done.stderr
+    codec = create_codec("mbt2018", checkpoint=str(checkpoints["bmshj2018-hyperprior"]))
+    loads = []
+    original = codec._load
+    codec._load = lambda quality: loads.append(quality) or original(quality)
+    errors = []
+    for _ in range(2):
+        with pytest.raises(CheckpointError) as raised:
+            codec.model(1)
+        errors.append(raised.value)
+    assert loads == [1] and errors[0] is errors[1]

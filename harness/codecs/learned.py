@@ -283,6 +283,7 @@ class LearnedCodec(Codec):
         self.device = device or os.environ.get("HARNESS_DEVICE") or "cpu"
         self.checkpoint = checkpoint
         self._models: dict[float, object] = {}
+        self._refused: dict[float, tuple] = {}  # quality -> (its file's state, the error)
         self._fingerprint: str | None = None
         self._warm: set[float] = set()
         self.notes: list[str] = []
@@ -388,6 +389,15 @@ class LearnedCodec(Codec):
             raise CodecUnavailable(f"{self.name}: {available.reason}")
         self.model(quality)
 
+    def fetch(self, quality: Quality) -> None:
+        """Download the weights if need be and check them against their manifest
+        (sha256); the workers load them, so the parent needs neither torch nor the
+        seconds of a load. A file that does not fit is each task's error row."""
+        available = self.availability()
+        if not available.ok:
+            raise CodecUnavailable(f"{self.name}: {available.reason}")
+        self.weights_path(quality)
+
     def fingerprint(self) -> str:
         """Hashes of the weights, code versions and device (computed once per process)."""
         if self._fingerprint is None:
@@ -402,20 +412,40 @@ class LearnedCodec(Codec):
         """The network of ``quality``, loaded strictly, CDFs ready, in eval mode."""
         key = float(quality)
         if key not in self._models:
-            path = self.weights_path(quality)
-            state_dict = self.read_weights(path)
-            # a strict load sets every value: building need not initialise them
-            with without_initialisation() if self.loads_strictly else nullcontext():
-                net = self.build(state_dict, quality)
-            self.load_weights(net, state_dict, path)
-            for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
-                require_finite(tensor, f"{path.name}, tensor {name}")
-            if net.update(force=False):
-                self.notes.append(f"{path.name}: entropy-model CDF tables were absent and"
-                                  " have been rebuilt with update()")
-                print(f"note: {self.notes[-1]}", file=sys.stderr)
-            self._models[key] = self._ready(net)
+            file = self._file_state(quality)
+            refused = self._refused.get(key)
+            if refused is not None and refused[0] == file:
+                raise refused[1]  # the same file fails the same way: say so at once
+            try:
+                self._models[key] = self._load(quality)
+            except CheckpointError as exc:
+                self._refused[key] = (file, exc)
+                raise
         return self._models[key]
+
+    def _file_state(self, quality: Quality) -> tuple | None:
+        path = self._local_weights(quality)
+        try:
+            found = path.stat() if path is not None else None
+        except OSError:
+            return None
+        return found and (str(path), found.st_size, found.st_mtime_ns)
+
+    def _load(self, quality: Quality):
+        """The network of ``quality`` read from its file (see :meth:`model`)."""
+        path = self.weights_path(quality)
+        state_dict = self.read_weights(path)
+        # a strict load sets every value: building need not initialise them
+        with without_initialisation() if self.loads_strictly else nullcontext():
+            net = self.build(state_dict, quality)
+        self.load_weights(net, state_dict, path)
+        for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
+            require_finite(tensor, f"{path.name}, tensor {name}")
+        if net.update(force=False):
+            self.notes.append(f"{path.name}: entropy-model CDF tables were absent and"
+                              " have been rebuilt with update()")
+            print(f"note: {self.notes[-1]}", file=sys.stderr)
+        return self._ready(net)
 
     def _ready(self, net):
         """``net`` on the device, in eval mode, its modules' outputs checked for NaN."""
