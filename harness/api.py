@@ -120,9 +120,10 @@ def prepare_codecs(names: Sequence[str], qualities=None, checkpoint=None, device
     """The codecs asked for, each with its quality points ready to run here.
 
     Returns ``[(spec, codec)]``, ``{name: qualities}`` and the problems met (an
-    unavailable codec or quality is left out, with the reason). ``load=False`` leaves
-    each quality's :meth:`~harness.codec.Codec.prepare` (fetching and loading weights)
-    to :func:`measure`, which does it only for the qualities with work to do.
+    unavailable codec or quality is left out, with the reason). ``load=False`` skips
+    each quality's :meth:`~harness.codec.Codec.prepare` (fetching and loading weights):
+    :func:`measure` then fetches only the qualities with work to do
+    (:meth:`~harness.codec.Codec.fetch`) and the workers load them.
     """
     from harness.runner import CodecSpec
 

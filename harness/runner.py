@@ -456,16 +456,6 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
 WATCHDOG_GRACE = 10.0  # seconds past the time limit before a stuck worker is killed
 
 
-def _next_task(queue: list[str], pending: dict[str, Task], running: Sequence[str],
-               max_memory: int) -> str | None:
-    """The first task of ``queue`` whose memory estimate fits beside the running ones;
-    with nothing running, the first task whatever its estimate (it runs alone)."""
-    if not running:
-        return queue[0] if queue else None
-    free = max_memory - sum(pending[key].memory for key in running)
-    return next((key for key in queue if pending[key].memory <= free), None)
-
-
 @dataclass
 class _Worker:
     """One worker process, in a pool of its own: the parent chooses what each runs."""
@@ -549,7 +539,7 @@ def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | N
     pending = {task_key(t): t for t in tasks}
     queue = list(pending)  # the plan's order
     workers = [_Worker(_pool(i)) for i in range(jobs)]
-    blind_crashes = 0
+    blind_crashes, crash = 0, None
     with tempfile.TemporaryDirectory(prefix="harness-tasks-") as marker_dir:
         bar.set_description(f"measuring ({jobs} worker{'s' if jobs > 1 else ''})")
         killed: dict[str, str] = {}  # task key -> why its worker was killed
@@ -569,24 +559,24 @@ def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | N
                         limits[MEASURING])] = key
             futures = [f for w in workers for f in w.futures]
             done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
-            for worker in workers:
+            for index, worker in enumerate(workers):
                 for future in [f for f in worker.futures if f in done]:
                     key = worker.futures.pop(future)
                     try:
                         row = future.result()
                     except BrokenProcessPool as exc:
                         worker.futures[future] = key  # back, for the crash's account
+                        crash = exc
                         blind_crashes += _crashed(worker, exc, pending, queue, killed,
                                                   marker_dir, record)
-                        workers[workers.index(worker)] = _Worker(
-                            _pool(workers.index(worker), fresh=True))
+                        workers[index] = _Worker(_pool(index, fresh=True))
                         break
                     record(row)
                     pending.pop(key)
             if blind_crashes >= 3:  # workers die before any task starts: nothing runs here
                 for key in list(pending):
                     record(failed_row(pending.pop(key), "worker processes keep dying"
-                                      " before measuring"))
+                                      f" before measuring ({crash})"))
                 return
             killed.update(_kill_stuck_workers(marker_dir, limits))
 
@@ -646,8 +636,3 @@ def _kill_stuck_workers(marker_dir: str, limits: dict[str, float | None]) -> dic
             what = "set-up (loading, warm-up)" if phase == SETTING_UP else "measurement"
             killed[key] = f"its {what} did not finish within {limit:g} s; its worker was killed"
     return killed
-
-
-def _clear(marker_dir: str) -> None:
-    for path in Path(marker_dir).iterdir():
-        path.unlink(missing_ok=True)

@@ -384,16 +384,14 @@ class LearnedCodec(Codec):
 
     def prepare(self, quality: Quality) -> None:
         """Fetch and strictly load the weights now, so a bad file stops the run early."""
-        available = self.availability()  # callers that skip it still get its reason
-        if not available.ok:
-            raise CodecUnavailable(f"{self.name}: {available.reason}")
+        self.fetch(quality)
         self.model(quality)
 
     def fetch(self, quality: Quality) -> None:
         """Download the weights if need be and check them against their manifest
         (sha256); the workers load them, so the parent needs neither torch nor the
         seconds of a load. A file that does not fit is each task's error row."""
-        available = self.availability()
+        available = self.availability()  # callers that skip it still get its reason
         if not available.ok:
             raise CodecUnavailable(f"{self.name}: {available.reason}")
         self.weights_path(quality)
@@ -424,12 +422,15 @@ class LearnedCodec(Codec):
         return self._models[key]
 
     def _file_state(self, quality: Quality) -> tuple | None:
+        """(path, size, mtime) of the weights file of ``quality``; None if not known."""
         path = self._local_weights(quality)
+        if path is None:
+            return None
         try:
-            found = path.stat() if path is not None else None
+            found = path.stat()
         except OSError:
             return None
-        return found and (str(path), found.st_size, found.st_mtime_ns)
+        return str(path), found.st_size, found.st_mtime_ns
 
     def _load(self, quality: Quality):
         """The network of ``quality`` read from its file (see :meth:`model`)."""
