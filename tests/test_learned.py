@@ -415,3 +415,19 @@ def test_a_checkpoint_that_does_not_fit_is_each_tasks_error_read_once(tmp_path, 
             codec.model(1)
         errors.append(raised.value)
     assert loads == [1] and errors[0] is errors[1]
+
+
+def test_a_file_mended_after_a_failed_load_is_read_again(tmp_path, checkpoints):
+    """The memo of a failed load is the file's: a long-lived worker reads a replaced
+    file again instead of repeating the old error."""
+    path = tmp_path / "mine.pth.tar"
+    path.write_bytes(checkpoints["bmshj2018-hyperprior"].read_bytes())  # not an mbt2018
+    codec = create_codec("mbt2018", checkpoint=str(path))
+    with pytest.raises(CheckpointError):
+        codec.model(1)
+    torch.manual_seed(0)
+    from compressai.zoo.image import _load_model
+
+    torch.save(_load_model("mbt2018", "mse", 1).state_dict(), path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)  # the right file, another size
+    assert codec.model(1) is not None
