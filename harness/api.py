@@ -100,6 +100,8 @@ class RunResult:
     codecs: list = field(default_factory=list)
     report: Path | None = None
     loads: dict[int, list[str]] = field(default_factory=dict)  # worker pid -> models loaded
+    # measurements made on the CPU after their GPU ran out of memory (note: device_fallback)
+    fallbacks: int = 0
 
 
 def resolve_datasets(specs: Sequence[str], data_dir=None, follow_symlinks: bool = False):
@@ -316,7 +318,7 @@ def run(datasets: Sequence[str] = ("sample",), codecs: Sequence[str] = DEFAULT_C
                             metrics=metric_set)
     result = RunResult(rows, problems, outcome.done, outcome.cached, outcome.seconds,
                        outcome.interrupted, datasets, [c for _, c in ready],
-                       loads=outcome.loads)
+                       loads=outcome.loads, fallbacks=outcome.fallbacks)
     if rows and report and not outcome.interrupted:
         from harness.processes import deferred_interrupts
 

@@ -95,6 +95,8 @@ def _network_and_codec(name: str, quality: float | None, checkpoint: str | None,
                          " `harness run`)")
     options = {"device": device} | ({"checkpoint": checkpoint} if checkpoint else {})
     codec = new_codec(name, **options)  # random weights must not reach the shared one
+    if device != "cpu" and not (available := codec.availability()).ok:
+        raise UsageError(f"cannot profile {name} on {device}: {available.reason}")
     quality = codec.qualities[0] if quality is None else quality
     try:
         codec.check_quality(quality)

@@ -74,6 +74,7 @@ class Task:
     memory: int = 0  # estimated peak bytes: what may run side by side
     metrics: MetricSet = DEFAULT_SET  # what is measured besides PSNR and MS-SSIM
     holds_model: bool = False  # its codec keeps a network: a worker keeps to one
+    device: str = "cpu"  # where its codec computes: tasks on a GPU get a worker of their own
 
 
 @dataclass
@@ -179,7 +180,8 @@ def plan(codecs: Sequence[tuple[CodecSpec, Codec]], qualities: dict[str, Sequenc
                                   estimate_seconds(codec.name, codec.seconds_per_megapixel,
                                                    quality, pixels, speeds),
                                   codec.memory_bytes(quality, pixels),
-                                  _with_stored(metrics, had), codec.holds_model))
+                                  _with_stored(metrics, had), codec.holds_model,
+                                  getattr(codec, "device", "cpu")))
     return longest_first(tasks), cached
 
 
@@ -199,17 +201,18 @@ def _with_stored(metrics: MetricSet, had: dict[str, str]) -> MetricSet:
 
 # --- the worker side ----------------------------------------------------------------
 
-_torch_threads_set = False
+_torch_threads: int | None = None
 
 
 def _limit_torch_threads(threads: int) -> None:
-    """Keep workers x threads <= cores (an oversubscribed 2-core box stalls)."""
-    global _torch_threads_set
-    if not _torch_threads_set:
+    """Keep workers x threads <= cores (an oversubscribed 2-core box stalls). A worker
+    kept from an earlier run of this process may get another share."""
+    global _torch_threads
+    if _torch_threads != threads:
         import torch
 
         torch.set_num_threads(threads)
-        _torch_threads_set = True
+        _torch_threads = threads
 
 
 _held: tuple[tuple, Codec] | None = None  # ((spec, quality), codec) of the model held here
@@ -245,57 +248,115 @@ def measure(task: Task, torch_threads: int = 1, timeout: float | None = None,
     the one-time set-up before them (imports, model loading, warm-up), which an
     interrupted import could leave broken: the set-up has its own, longer limit, which
     the parent's watchdog enforces. ``marker`` is rewritten when the set-up ends.
+    A task on a GPU that runs out of the GPU's memory is measured again on the CPU, its
+    row's note saying so (``device_fallback``).
     """
-    row = ResultRow(task.codec, task.fingerprint, float(task.quality), task.image_hash,
-                    task.width, task.height)
-    stage = "loading the image"
+    row = _new_row(task)
+    stage = ["loading the image"]  # how far it got: the error row says
     try:
         _limit_torch_threads(torch_threads)
         image = _pixels(task.path, task.image_hash)
         codec = task.spec.create()
-        row.worker = _hold(task, codec)
-        stage = "warming up"
-        codec.warm_up(task.quality)
-        if marker is not None:
-            marker.write_text(f"{MEASURING} {task_key(task)}")  # the task limit starts now
-        if timeout:
-            signal.signal(signal.SIGALRM, _on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, timeout)
-        stage = "encoding"
-        start = time.perf_counter()
-        bitstream = codec.encode(image, task.quality)
-        row.encode_s = time.perf_counter() - start
-        if not isinstance(bitstream, bytes | bytearray) or len(bitstream) == 0:
-            raise ValueError(f"the encoder returned {type(bitstream).__name__} of length "
-                             f"{len(bitstream) if hasattr(bitstream, '__len__') else '?'}")
-        row.bytes = len(bitstream)
-        row.payload_bytes = codec.payload_size(bytes(bitstream))
-        row.bpp = metrics.bits_per_pixel(len(bitstream), task.height, task.width)
-        stage = "decoding"
-        start = time.perf_counter()
-        reconstruction = codec.decode(bytes(bitstream))
-        row.decode_s = time.perf_counter() - start
-        if (not isinstance(reconstruction, np.ndarray) or reconstruction.dtype != np.uint8
-                or reconstruction.shape != image.shape):
-            raise ValueError(
-                f"the decoder returned {getattr(reconstruction, 'dtype', '?')} "
-                f"{getattr(reconstruction, 'shape', '?')}; expected uint8 {image.shape}")
-        stage = "measuring"
-        row.psnr = metrics.psnr(image, reconstruction)
-        row.ms_ssim, row.note = metrics.ms_ssim(image, reconstruction)
-        row.ms_ssim_db = metrics.ms_ssim_db(row.ms_ssim)
-        row.metrics = task.metrics.measure(image, reconstruction)
-        if task.save:
-            stage = "keeping " + " and ".join(task.save)
-            row.artefacts = artefacts.encode(task.save, bitstream, reconstruction)
+        try:
+            row.worker = _hold(task, codec)
+            _code_and_measure(task, codec, image, row, stage, timeout, marker)
+        except Exception as exc:
+            if not out_of_device_memory(exc, codec):
+                raise
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            row = _new_row(task, note=f"{DEVICE_FALLBACK}: out of memory on {task.device}"
+                           f" ({reason or type(exc).__name__}); measured on the CPU")
+            _on_the_cpu(task, codec, image, row, stage, timeout, marker)
     except Exception as exc:  # one bad image or codec must not end the run
         last = traceback.extract_tb(exc.__traceback__)[-1]
-        row.error = (f"{stage}: {type(exc).__name__}: {exc}"
+        row.error = (f"{stage[0]}: {type(exc).__name__}: {exc}"
                      f" ({os.path.basename(last.filename)}:{last.lineno})")
     finally:
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, 0)
     return row
+
+
+def _code_and_measure(task: Task, codec: Codec, image: np.ndarray, row: ResultRow,
+                      stage: list[str], timeout: float | None, marker: Path | None) -> None:
+    """Warm ``codec`` up, then encode, decode and measure ``image`` into ``row``."""
+    stage[0] = "warming up"
+    codec.warm_up(task.quality)
+    if marker is not None:
+        marker.write_text(f"{MEASURING} {task_key(task)}")  # the task limit starts now
+    if timeout:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    stage[0] = "encoding"
+    start = time.perf_counter()
+    bitstream = codec.encode(image, task.quality)
+    row.encode_s = time.perf_counter() - start
+    if not isinstance(bitstream, bytes | bytearray) or len(bitstream) == 0:
+        raise ValueError(f"the encoder returned {type(bitstream).__name__} of length "
+                         f"{len(bitstream) if hasattr(bitstream, '__len__') else '?'}")
+    row.bytes = len(bitstream)
+    row.payload_bytes = codec.payload_size(bytes(bitstream))
+    row.bpp = metrics.bits_per_pixel(len(bitstream), task.height, task.width)
+    stage[0] = "decoding"
+    start = time.perf_counter()
+    reconstruction = codec.decode(bytes(bitstream))
+    row.decode_s = time.perf_counter() - start
+    if (not isinstance(reconstruction, np.ndarray) or reconstruction.dtype != np.uint8
+            or reconstruction.shape != image.shape):
+        raise ValueError(
+            f"the decoder returned {getattr(reconstruction, 'dtype', '?')} "
+            f"{getattr(reconstruction, 'shape', '?')}; expected uint8 {image.shape}")
+    stage[0] = "measuring"
+    row.psnr = metrics.psnr(image, reconstruction)
+    row.ms_ssim, note = metrics.ms_ssim(image, reconstruction)
+    row.note = "; ".join(filter(None, [row.note, note])) or None
+    row.ms_ssim_db = metrics.ms_ssim_db(row.ms_ssim)
+    row.metrics = task.metrics.measure(image, reconstruction)
+    if task.save:
+        stage[0] = "keeping " + " and ".join(task.save)
+        row.artefacts = artefacts.encode(task.save, bitstream, reconstruction)
+
+
+DEVICE_FALLBACK = "device_fallback"  # how a row measured on the CPU instead begins its note
+
+
+def out_of_device_memory(exc: BaseException, codec: Codec) -> bool:
+    """Whether ``exc`` is ``codec``'s GPU (or other accelerator) running out of memory."""
+    if getattr(codec, "device", "cpu") == "cpu":
+        return False
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _new_row(task: Task, note: str | None = None) -> ResultRow:
+    return ResultRow(task.codec, task.fingerprint, float(task.quality), task.image_hash,
+                     task.width, task.height, note=note)
+
+
+def _on_the_cpu(task: Task, codec: Codec, image: np.ndarray, row: ResultRow,
+                stage: list[str], timeout: float | None, marker: Path | None) -> None:
+    """Measure the task into ``row`` on the CPU after ``codec``'s device ran out of
+    memory: the row stays the task's (same codec fingerprint); its note says where it
+    was measured. The worker holds no model afterwards: the next task loads its own on
+    the device again."""
+    global _held
+    if timeout:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    codec.release_models()
+    _held = None
+    if marker is not None:
+        marker.write_text(f"{SETTING_UP} {task_key(task)}")  # loading again: set-up
+    on_cpu = create_codec(task.spec.name, **(dict(task.spec.options) | {"device": "cpu"}))
+    row.worker = (os.getpid(), f"{task.codec} q={float(task.quality):g} on the CPU"
+                  if on_cpu.holds_model else None)
+    try:
+        _code_and_measure(task, on_cpu, image, row, stage, timeout, marker)
+    finally:
+        on_cpu.release_models()
 
 
 # --- the parent side ----------------------------------------------------------------
@@ -309,6 +370,7 @@ class ExecutionOutcome:
     errors: Counter = field(default_factory=Counter)  # message -> count
     interrupted: bool = False
     loads: dict[int, list[str]] = field(default_factory=dict)  # worker pid -> models loaded
+    fallbacks: int = 0  # measured on the CPU after their GPU ran out of memory
 
 
 def default_jobs() -> int:
@@ -380,8 +442,9 @@ def measurement_key(fingerprint: str, quality: Quality, image_hash: str) -> str:
 
 
 def failed_row(task: Task, message: str) -> ResultRow:
-    return ResultRow(task.codec, task.fingerprint, float(task.quality), task.image_hash,
-                     task.width, task.height, error=message)
+    row = _new_row(task)
+    row.error = message
+    return row
 
 
 DEFAULT_SETUP_TIMEOUT = 3600.0  # seconds: a worker's set-up of a task (model load, warm-up)
@@ -429,6 +492,8 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
         if row.error:
             outcome.failed += 1
             outcome.errors[f"{row.codec} q={row.quality:g}: {row.error}"] += 1
+        if row.note and row.note.startswith(DEVICE_FALLBACK):
+            outcome.fallbacks += 1
         if row.worker is not None and row.worker[1]:
             outcome.loads.setdefault(row.worker[0], []).append(row.worker[1])
         if on_result is not None:
@@ -444,7 +509,7 @@ def execute(tasks: Sequence[Task], store: ResultsStore, run_id: int, jobs: int,
             execute_on_dask(tasks, scheduler, record, bar)
         else:
             limits = {SETTING_UP: setup_timeout, MEASURING: timeout}
-            _execute_local(tasks, max(1, min(jobs, len(tasks))), limits, record, bar,
+            _execute_local(tasks, max(1, jobs), limits, record, bar,
                            max_memory or default_max_memory())
     except KeyboardInterrupt:
         outcome.interrupted = True
@@ -463,6 +528,16 @@ class _Worker:
     executor: object
     model: tuple | None = None  # (codec spec, quality) of the model it holds or loads
     futures: dict = field(default_factory=dict)  # future -> task key, in submission order
+    device: str = "cpu"  # the tasks it runs: the CPU's, or those of one GPU
+
+
+def worker_devices(tasks: Sequence[Task], jobs: int) -> list[str]:
+    """The device of each worker process a run of ``tasks`` starts: up to ``jobs`` for
+    the tasks on the CPU, and one for each GPU the tasks use, so that the CPU's workers
+    measure the classical codecs while the GPU's runs the learned ones."""
+    on_cpu = sum(t.device == "cpu" for t in tasks)
+    return (["cpu"] * max(0, min(jobs, on_cpu))
+            + sorted({t.device for t in tasks} - {"cpu"}))
 
 
 _pools: list = []  # one-process pools, kept for the next run of this process
@@ -498,7 +573,7 @@ def start_workers(tasks: Sequence[Task], jobs: int) -> None:
         return
     modules = ["torch", "harness.runner"] + (
         ["compressai"] if any(t.holds_model for t in tasks) else [])
-    for index in range(max(1, min(jobs, len(tasks)))):
+    for index in range(len(worker_devices(tasks, jobs))):
         _pool(index).submit(_import, modules)
 
 
@@ -509,13 +584,14 @@ def _model_of(task: Task) -> tuple | None:
 def _next_task(queue: list[str], pending: dict[str, Task], worker: _Worker,
                workers: Sequence[_Worker], in_flight: Sequence[str],
                max_memory: int) -> str | None:
-    """What ``worker`` runs next: the first task of ``queue`` whose memory estimate fits
-    beside those in flight (with nothing in flight, the first whatever its estimate: it
-    runs alone), preferring the model the worker holds, then tasks whose model no other
-    worker holds; another worker's model only when nothing else is left and this worker
-    is idle (the tail: a second load beats waiting)."""
+    """What ``worker`` runs next: the first task of ``queue`` on the worker's device
+    whose memory estimate fits beside those in flight (with nothing in flight, the first
+    whatever its estimate: it runs alone), preferring the model the worker holds, then
+    tasks whose model no other worker holds; another worker's model only when nothing
+    else is left and this worker is idle (the tail: a second load beats waiting)."""
     free = max_memory - sum(pending[key].memory for key in in_flight)
-    fitting = [key for key in queue if not in_flight or pending[key].memory <= free]
+    fitting = [key for key in queue if pending[key].device == worker.device
+               and (not in_flight or pending[key].memory <= free)]
     held = {w.model for w in workers if w is not worker and w.model is not None}
     return (next((k for k in fitting if worker.model is not None
                   and _model_of(pending[k]) == worker.model), None)
@@ -530,18 +606,24 @@ def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | N
     Each worker process is a pool of its own, so the parent decides which worker runs
     what: a worker keeps to one (codec, quality) model while its tasks last, and a
     crash is the task that worker was running, nobody else's. Tasks are handed out in
-    the plan's order while their memory estimates fit in ``max_memory`` together.
+    the plan's order while their memory estimates fit in ``max_memory`` together. Tasks
+    on a GPU go to that GPU's worker (:func:`worker_devices`), the others to the
+    CPU's ``jobs`` workers, all at the same time.
     """
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    torch_threads = max(1, default_jobs() // jobs)
+    devices = worker_devices(tasks, jobs)
+    on_cpu = max(1, devices.count("cpu"))
+    # the CPU's cores shared by its workers; a GPU's worker mostly waits for its GPU
+    threads = {"cpu": max(1, default_jobs() // on_cpu)}
     pending = {task_key(t): t for t in tasks}
     queue = list(pending)  # the plan's order
-    workers = [_Worker(_pool(i)) for i in range(jobs)]
+    workers = [_Worker(_pool(i), device=device) for i, device in enumerate(devices)]
     blind_crashes, crash = 0, None
     with tempfile.TemporaryDirectory(prefix="harness-tasks-") as marker_dir:
-        bar.set_description(f"measuring ({jobs} worker{'s' if jobs > 1 else ''})")
+        bar.set_description(f"measuring ({len(workers)} worker{'s' if len(workers) > 1 else ''}"
+                            + "".join(f", 1 on {d}" for d in devices if d != "cpu") + ")")
         killed: dict[str, str] = {}  # task key -> why its worker was killed
         while queue or any(w.futures for w in workers):
             # every idle worker gets a task before any gets a second one, queued behind
@@ -555,8 +637,8 @@ def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | N
                     queue.remove(key)
                     worker.model = _model_of(pending[key]) or worker.model
                     worker.futures[worker.executor.submit(
-                        measure_marked, pending[key], torch_threads, marker_dir,
-                        limits[MEASURING])] = key
+                        measure_marked, pending[key], threads.get(worker.device, 1),
+                        marker_dir, limits[MEASURING])] = key
             futures = [f for w in workers for f in w.futures]
             done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
             for index, worker in enumerate(workers):
@@ -569,7 +651,8 @@ def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | N
                         crash = exc
                         blind_crashes += _crashed(worker, exc, pending, queue, killed,
                                                   marker_dir, record)
-                        workers[index] = _Worker(_pool(index, fresh=True))
+                        workers[index] = _Worker(_pool(index, fresh=True),
+                                                 device=worker.device)
                         break
                     record(row)
                     pending.pop(key)

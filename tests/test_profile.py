@@ -104,6 +104,12 @@ def test_profile_on_the_command_line(tmp_path):
         refused = run_cli("profile", "bmshj2018-hyperprior", "--size", "32x32", *bad)
         assert refused.returncode == 2, refused.stderr
         assert "Traceback" not in refused.stderr and bad[0] in refused.stderr
+    # a device that is not one, or a GPU that is not here: a usage error, no traceback
+    for device in ("bogus",) + (() if torch.cuda.is_available() else ("cuda",)):
+        refused = run_cli("profile", "bmshj2018-hyperprior", "--size", "32x32", "--device",
+                          device)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert f"cannot profile bmshj2018-hyperprior on {device}" in refused.stderr
 
 
 def test_profile_of_a_checkpoint_names_it(tmp_path):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness import scheduling
-from harness.runner import _next_task, _Worker
+from harness.runner import _next_task, _Worker, worker_devices
 from tests.conftest import run_cli
 from tests.test_registry import _with_plugin, installed_plugin  # noqa: F401 (fixture)
 
@@ -23,6 +23,7 @@ class _Task:
     seconds: float
     memory: int = 0
     holds_model: bool = False
+    device: str = "cpu"
 
     @property
     def spec(self):
@@ -176,3 +177,69 @@ def test_a_task_out_of_memory_is_an_error_row_not_a_dead_run(codec, says, instal
         rows = db.execute("SELECT quality, error FROM results ORDER BY quality").fetchall()
     assert len(rows) == 6
     assert all((says in (error or "")) == (quality == 2) for quality, error in rows), rows
+
+
+def test_tasks_on_a_gpu_have_a_worker_of_their_own():
+    pending = {"stf": _Task("stf", 1, 9.0, 0, True, "cuda"),
+               "jpeg": _Task("jpeg", 50, 0.1), "webp": _Task("webp", 50, 0.1)}
+    assert worker_devices(list(pending.values()), 4) == ["cpu", "cpu", "cuda"]
+    assert worker_devices(list(pending.values()), 1) == ["cpu", "cuda"]
+    assert worker_devices([pending["stf"]], 4) == ["cuda"]  # no CPU worker idles
+    assert worker_devices([_Task("a", 1, 1, 0, True, "cuda:1"),
+                           _Task("b", 1, 1, 0, True, "cuda:0")], 2) == ["cuda:0", "cuda:1"]
+    cpu, gpu = _Worker(None), _Worker(None, device="cuda")
+    workers = [cpu, gpu]
+
+    def next_task(worker, queue):
+        return _next_task(queue, pending, worker, workers, [], 2**40)
+
+    assert next_task(cpu, ["stf", "jpeg"]) == "jpeg"  # the GPU's task is not the CPU's
+    assert next_task(cpu, ["stf"]) is None  # not even when the CPU's worker idles
+    assert next_task(gpu, ["jpeg", "stf"]) == "stf"
+    assert next_task(gpu, ["jpeg", "webp"]) is None
+
+
+def test_gpu_tasks_run_beside_the_cpus_and_fall_back_to_it_out_of_memory(
+        installed_plugin, photo_folder, tmp_path):  # noqa: F811
+    """--device cuda on a mixed plan (toy-device-model takes the option, toy-model does
+    not): the GPU's tasks run in one worker of their own while the CPU's workers measure
+    the others; a task that runs out of GPU memory is measured on the CPU, its row says
+    so. The toy computes on the CPU whatever its device: this is the runner's part (on a
+    machine with a GPU, its out-of-memory error is PyTorch's own)."""
+    log, store = tmp_path / "toy.log", tmp_path / "mixed.sqlite"
+    done = run_cli("run", "--datasets", str(photo_folder), "--codecs", "toy-model",
+                   "toy-device-model", "--qualities", "2", "4", "6", "--device", "cuda",
+                   "--jobs", "2", "--store", str(store), "--no-progress", "--no-report",
+                   env=_with_plugin(installed_plugin) | {"TOY_LOG": str(log),
+                                                        "TOY_TASK_S": "0.5"}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    runs = []  # {key: (pid, quality, device), start, end}, in order of start
+    for line in log.read_text().splitlines():
+        pid, event, quality, when, *device = line.split()
+        key = (int(pid), float(quality), device[0] if device else "toy-model")
+        if event == "start":
+            runs.append(dict(key=key, start=float(when)))
+        elif event == "end":
+            next(r for r in reversed(runs) if r["key"] == key)["end"] = float(when)
+    on_gpu = {r["key"][0] for r in runs if r["key"][2] == "cuda"}
+    on_cpu = {r["key"][0] for r in runs if r["key"][2] == "toy-model"}
+    assert len(on_gpu) == 1 and not on_gpu & on_cpu, runs
+    assert len([r for r in runs if r["key"][2] == "cuda"]) == 4  # qualities 4 and 6
+    # the quality-2 tasks: out of GPU memory, measured on the CPU by the GPU's worker
+    assert sorted(r["key"] for r in runs if r["key"][2] == "cpu") == [(*on_gpu, 2.0, "cpu")] * 2
+    # the lanes, first start to last end: the GPU's (6 x 0.5 s) overlaps the CPU's (the
+    # lanes, not single tasks: workers that start seconds apart still overlap)
+    gpu = [r for r in runs if r["key"][0] in on_gpu]
+    cpu = [r for r in runs if r["key"][2] == "toy-model"]
+    assert (min(r["start"] for r in gpu) < max(r["end"] for r in cpu)
+            and min(r["start"] for r in cpu) < max(r["end"] for r in gpu)), runs
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT codec, quality, error, note, bpp FROM results").fetchall()
+    assert len(rows) == 12 and all(error is None and bpp for _, _, error, _, bpp in rows)
+    for codec, quality, _, note, _ in rows:
+        if codec == "toy-device-model" and quality == 2:
+            assert note.startswith("device_fallback: out of memory on cuda (CUDA out of"
+                                   " memory. Tried to allocate "), note
+        else:
+            assert note is None, (codec, quality, note)
+    assert "2 measurement(s) ran out of GPU memory" in done.stdout, done.stdout

@@ -92,6 +92,30 @@ def test_three_checkpoints_are_one_codec_and_one_curve(files, env, tmp_path, pho
     assert re.search(r"^6 measured in .* 0 reused", again.stdout, re.M), again.stdout
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU that PyTorch sees")
+def test_a_model_on_the_gpu_beside_jpeg_on_the_cpu(files, env, tmp_path, photo_folder):
+    """--device cuda: the model's three networks load once, in the GPU's worker; JPEG
+    runs in the CPU's workers meanwhile; the GPU's measurements agree with the CPU's."""
+    (q1, q2, q3), _, _ = files
+    assert add("mine", q1, q2, q3, env=env).returncode == 0
+    psnr = {}
+    for device in ("cuda", "cpu"):
+        store = tmp_path / f"{device}.sqlite"
+        ran = harness("run", "--codecs", "mine", "jpeg", "--datasets", str(photo_folder),
+                      "--device", device, "--store", str(store), "--jobs", "2",
+                      "--no-progress", "--no-report", env=env)
+        assert ran.returncode == 0, ran.stderr
+        with sqlite3.connect(store) as db:
+            rows = db.execute("SELECT quality, image_hash, psnr FROM results WHERE codec ="
+                              " 'mine' AND error IS NULL").fetchall()
+        assert len(rows) == 6
+        psnr[device] = {(q, h): value for q, h, value in rows}
+        if device == "cuda":
+            assert "model loads: 3 in 1 worker" in ran.stdout, ran.stdout
+    assert psnr["cuda"].keys() == psnr["cpu"].keys()
+    assert all(abs(psnr["cuda"][k] - psnr["cpu"][k]) < 0.05 for k in psnr["cpu"]), psnr
+
+
 def test_a_file_changed_after_add_is_refused_at_run(files, env, tmp_path, photo_folder):
     (q1, q2, _), _, _ = files
     copy = tmp_path / "copy.pth"

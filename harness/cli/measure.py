@@ -41,6 +41,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         loads = sum(len(models) for models in result.loads.values())
         print(f"model loads: {loads} in {len(result.loads)} worker(s) ("
               + "; ".join(f"{', '.join(models)}" for models in result.loads.values()) + ")")
+    if result.fallbacks:
+        print(f"{result.fallbacks} measurement(s) ran out of GPU memory and were made on the"
+              " CPU instead (their rows' note begins with device_fallback)")
     if result.report:
         print(f"report: {result.report / 'index.html'}")
     for problem in result.problems:

@@ -116,6 +116,40 @@ class ToyModel(ToyQuantizer):
         return data
 
 
+class ToyDeviceModel(ToyModel):
+    """A ToyModel that takes a ``device`` option as learned codecs do (``--device
+    cuda``) but computes on the CPU whatever it is told, so that the runner's GPU
+    workers are tested on any machine. Its log lines end with the device. At quality 2
+    on any device but the CPU, it runs out of that device's memory: for real where
+    PyTorch sees a GPU (it asks for a PiB), else by raising what PyTorch would."""
+
+    name = "toy-device-model"
+    accepted_options = ("device",)
+
+    def __init__(self, device=None):
+        super().__init__()
+        self.device = device or "cpu"
+
+    def fingerprint(self):
+        return fingerprint_of(self.name, "0.1", self.device)
+
+    def _log(self, event, quality):
+        with open(os.environ["TOY_LOG"], "a") as log:
+            log.write(f"{os.getpid()} {event} {float(quality):g} {time.time():.6f}"
+                      f" {self.device}\n")
+
+    def encode(self, image, quality):
+        if int(quality) == 2 and self.device != "cpu":
+            import torch
+
+            if torch.cuda.is_available():
+                torch.empty(2**50, dtype=torch.uint8, device=self.device)
+            raise torch.cuda.OutOfMemoryError(
+                f"CUDA out of memory. Tried to allocate 20.00 GiB (a test plugin on"
+                f" {self.device})")
+        return super().encode(image, quality)
+
+
 class OutOfMemoryAtTwo(ToyQuantizer):
     """At quality 2, allocates 4 GiB past a 512 MiB address-space limit it sets on its
     own process: the allocation fails as it would on a full machine."""
