@@ -49,12 +49,40 @@ class CheckpointMismatch(CheckpointError):
     """A state_dict does not fit the network; the message lists the differences."""
 
 
+# file state -> sha256: a file is hashed once while it stays the same file, unchanged
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _file_state(path: str | os.PathLike) -> tuple:
+    """What changes when a file is replaced or written: its path, device and inode,
+    size, and modification and status-change times (the latter cannot be set back)."""
+    found = os.stat(path)
+    return (os.path.realpath(path), found.st_dev, found.st_ino, found.st_size,
+            found.st_mtime_ns, found.st_ctime_ns)
+
+
 def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The file's SHA-256, hashed once per process while the file stays unchanged (or
+    told by :func:`remember_digests`)."""
+    state = _file_state(path)
+    if state not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[state] = digest.hexdigest()
+    return _DIGESTS[state]
+
+
+def known_digests() -> dict[tuple, str]:
+    """The digests this process has computed, by file state (for its worker processes)."""
+    return dict(_DIGESTS)
+
+
+def remember_digests(digests: dict[tuple, str]) -> None:
+    """Take the digests another process of this run computed: a worker need not hash
+    again what the parent verified (a file changed since has another state)."""
+    _DIGESTS.update(digests)
 
 
 # Largest checkpoint, counted as its records' unpacked size; HARNESS_MAX_CHECKPOINT_BYTES

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import artefacts, metrics
+from harness.checkpoints import known_digests, remember_digests
 from harness.codec import Codec, Quality
 from harness.datasets import Dataset
 from harness.errors import HarnessError, ImageLoadError
@@ -390,14 +391,17 @@ SETTING_UP, MEASURING = "setup", "measure"  # the phases a task's marker names
 
 
 def measure_marked(task: Task, torch_threads: int, marker_dir: str,
-                   timeout: float | None) -> ResultRow:
+                   timeout: float | None, digests: dict | None = None) -> ResultRow:
     """:func:`measure` in a worker process, leaving a marker while it runs.
 
     The marker (named by the worker's pid, holding the phase and the task key) tells the
     parent which task a crashed or hung worker was running; the parent's watchdog kills a
     worker whose marker is older than the limit of its phase (set-up or measurement):
-    native code that SIGALRM cannot stop.
+    native code that SIGALRM cannot stop. ``digests``: the sha256 of weights files the
+    parent verified (:func:`harness.checkpoints.known_digests`), not hashed again here.
     """
+    if digests:
+        remember_digests(digests)
     marker = Path(marker_dir) / str(os.getpid())
     marker.write_text(f"{SETTING_UP} {task_key(task)}")
     try:
@@ -620,6 +624,7 @@ def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | N
     pending = {task_key(t): t for t in tasks}
     queue = list(pending)  # the plan's order
     workers = [_Worker(_pool(i), device=device) for i, device in enumerate(devices)]
+    digests = known_digests()  # the weights the parent verified: the workers trust them
     blind_crashes, crash = 0, None
     with tempfile.TemporaryDirectory(prefix="harness-tasks-") as marker_dir:
         bar.set_description(f"measuring ({len(workers)} worker{'s' if len(workers) > 1 else ''}"
@@ -638,7 +643,7 @@ def _execute_local(tasks: Sequence[Task], jobs: int, limits: dict[str, float | N
                     worker.model = _model_of(pending[key]) or worker.model
                     worker.futures[worker.executor.submit(
                         measure_marked, pending[key], threads.get(worker.device, 1),
-                        marker_dir, limits[MEASURING])] = key
+                        marker_dir, limits[MEASURING], digests)] = key
             futures = [f for w in workers for f in w.futures]
             done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
             for index, worker in enumerate(workers):

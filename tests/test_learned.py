@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from harness.checkpoints import CheckpointError, read_state_dict
+from harness.checkpoints import (
+    CheckpointError,
+    known_digests,
+    read_state_dict,
+    remember_digests,
+    sha256_of,
+)
 from harness.codecs.learned import Bitstream, pack, padding, payload_bytes, unpack
 from harness.errors import CodecUnavailable
 from harness.registry import create_codec
@@ -431,3 +437,23 @@ def test_a_file_mended_after_a_failed_load_is_read_again(tmp_path, checkpoints):
     torch.save(_load_model("mbt2018", "mse", 1).state_dict(), path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)  # the right file, another size
     assert codec.model(1) is not None
+
+
+def test_a_file_is_hashed_once_while_it_stays_the_same_file(tmp_path):
+    """A run's parent verifies the weights and its workers take its digests
+    (remember_digests) instead of hashing again; any change to the file is a new state,
+    hashed anew."""
+    import hashlib
+    import os
+
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"a" * 1000)
+    assert sha256_of(path) == hashlib.sha256(b"a" * 1000).hexdigest()
+    (state,) = [s for s in known_digests() if s[0] == os.path.realpath(path)]
+    remember_digests({state: "told"})  # as a worker is told by its parent
+    assert sha256_of(path) == "told"  # not hashed again
+    path.write_bytes(b"b" * 1000)  # same size, same path: written, so another state
+    assert sha256_of(path) == hashlib.sha256(b"b" * 1000).hexdigest()
+    (tmp_path / "other.pth").write_bytes(b"a" * 1000)
+    os.replace(tmp_path / "other.pth", path)  # replaced by another file (another inode)
+    assert sha256_of(path) == hashlib.sha256(b"a" * 1000).hexdigest()

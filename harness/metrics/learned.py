@@ -95,18 +95,12 @@ def missing(files: list[WeightFile]) -> str | None:
         " (the harness downloads no weights)")
 
 
-_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime) -> sha256: each file hashed once
-
-
 def wrong(weights: WeightFile, path: Path) -> str | None:
     """Why the file at ``path`` is not the published ``weights``, or None when it is."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = sha256_of(path)
-    if _DIGESTS[key].startswith(weights.sha256):
+    digest = sha256_of(path)  # hashed once per process while the file is unchanged
+    if digest.startswith(weights.sha256):
         return None
-    return (f"{path} has sha256 {_DIGESTS[key]}, but the published {weights.name} has"
+    return (f"{path} has sha256 {digest}, but the published {weights.name} has"
             f" {weights.sha256} ({weights.source}): it is another file, refused. Replace it"
             f" with {weights.url}")
 
