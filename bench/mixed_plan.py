@@ -1,6 +1,7 @@
 """A mixed plan at --jobs 1 and 2: wall time against its lower bound, model loads, memory.
 
     python bench/mixed_plan.py [--jobs 1 2] [--tree DIR] [--device cuda] [--classical C ...]
+                               [--rates N]
 
 The plan: jpeg, webp-cli and x265 (containers, or native binaries) and two learned
 codecs with random weights of their released layouts, registered as models of one's
@@ -16,6 +17,7 @@ the largest summed resident set of the harness and its workers, sampled every 0.
 in a worker of their own beside the CPU's --jobs workers: the tasks bound is then
 max(the classical tasks' sum / N, the learned tasks' sum, the longest task).
 ``--classical`` replaces the classical codecs (e.g. ``jpeg webp`` where no Docker is).
+``--rates N``: the learned codecs at N rate points (default 3; papers show 4 to 6).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def _models(folder: Path, env: dict) -> None:
+def _models(folder: Path, env: dict, rates: int) -> None:
     """Random weights of the released layouts saved as checkpoints, registered as models."""
     import torch
 
@@ -66,7 +68,7 @@ def _models(folder: Path, env: dict) -> None:
 
     for name, architecture in LEARNED.items():
         files = []
-        for quality in (1, 2, 3):
+        for quality in range(1, rates + 1):
             torch.manual_seed(quality)
             net = new_codec(architecture).random_network(quality)
             files.append(folder / f"{name}-{quality}.pth")
@@ -142,13 +144,14 @@ def main() -> None:
     parser.add_argument("--tree", help="another checkout whose harness runs the plan")
     parser.add_argument("--device", default="cpu", help="the learned codecs' (default cpu)")
     parser.add_argument("--classical", nargs="+", default=CLASSICAL)
+    parser.add_argument("--rates", type=int, default=3, help="rate points of each learned codec")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mixed-plan-") as tmp:
         folder = Path(tmp)
         env = dict(os.environ, HARNESS_CHECKPOINTS=str(folder / "manifests"),
                    PYTHONPATH=os.pathsep.join(filter(None, [args.tree,
                                                             os.environ.get("PYTHONPATH")])))
-        _models(folder, env)
+        _models(folder, env, args.rates)
         results = {jobs: _run(jobs, folder, env, args.classical, args.device)
                    for jobs in sorted(args.jobs)}
     serial = results[min(results)]["wall"] * min(results)
