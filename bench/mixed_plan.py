@@ -1,7 +1,7 @@
 """A mixed plan at --jobs 1 and 2: wall time against its lower bound, model loads, memory.
 
     python bench/mixed_plan.py [--jobs 1 2] [--tree DIR] [--device cuda] [--classical C ...]
-                               [--rates N]
+                               [--rates N] [--datasets D ...]
 
 The plan: jpeg, webp-cli and x265 (containers, or native binaries) and two learned
 codecs with random weights of their released layouts, registered as models of one's
@@ -18,6 +18,7 @@ in a worker of their own beside the CPU's --jobs workers: the tasks bound is the
 max(the classical tasks' sum / N, the learned tasks' sum, the longest task).
 ``--classical`` replaces the classical codecs (e.g. ``jpeg webp`` where no Docker is).
 ``--rates N``: the learned codecs at N rate points (default 3; papers show 4 to 6).
+``--datasets``: what to measure on (default ``sample``; a folder of images works).
 """
 
 from __future__ import annotations
@@ -78,9 +79,10 @@ def _models(folder: Path, env: dict, rates: int) -> None:
                        capture_output=True)
 
 
-def _run(jobs: int, folder: Path, env: dict, classical: list[str], device: str) -> dict:
+def _run(jobs: int, folder: Path, env: dict, classical: list[str], device: str,
+         datasets: list[str]) -> dict:
     store = folder / f"jobs{jobs}.sqlite"
-    command = [sys.executable, "-m", "harness", "run", "--datasets", "sample", "--codecs",
+    command = [sys.executable, "-m", "harness", "run", "--datasets", *datasets, "--codecs",
                *classical, *LEARNED, "--jobs", str(jobs), "--store", str(store),
                "--no-progress", "--no-report", "--device", device]
     start = time.perf_counter()
@@ -99,7 +101,8 @@ def _run(jobs: int, folder: Path, env: dict, classical: list[str], device: str) 
                           ).fetchall()
     if any(error for *_, error in rows):
         raise SystemExit(f"rows failed: {[r for r in rows if r[3]][:3]}")
-    times = [(name in LEARNED, t + _metrics_seconds(h)) for name, t, h, _ in rows]
+    times = [(name in LEARNED, t + _metrics_seconds(h, tuple(datasets)))
+             for name, t, h, _ in rows]
     every = [t for _, t in times]
     if device == "cpu":
         bound = max(sum(every) / jobs, max(every))
@@ -112,8 +115,9 @@ def _run(jobs: int, folder: Path, env: dict, classical: list[str], device: str) 
 
 
 @functools.cache
-def _metrics_seconds(image_hash: str) -> float:
-    """PSNR and MS-SSIM of a sample image against a JPEG of it, timed (median of 3)."""
+def _metrics_seconds(image_hash: str, datasets: tuple[str, ...]) -> float:
+    """PSNR and MS-SSIM of an image of ``datasets`` against a JPEG of it, timed (median
+    of 3)."""
     import io
 
     from PIL import Image
@@ -122,7 +126,7 @@ def _metrics_seconds(image_hash: str) -> float:
     from harness.datasets import resolve_dataset
     from harness.images import image_content_hash, load_image
 
-    for ref in resolve_dataset("sample").images:
+    for ref in (ref for name in datasets for ref in resolve_dataset(name).images):
         image = load_image(ref.path).pixels
         if image_content_hash(image) == image_hash:
             break
@@ -145,6 +149,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="the learned codecs' (default cpu)")
     parser.add_argument("--classical", nargs="+", default=CLASSICAL)
     parser.add_argument("--rates", type=int, default=3, help="rate points of each learned codec")
+    parser.add_argument("--datasets", nargs="+", default=["sample"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mixed-plan-") as tmp:
         folder = Path(tmp)
@@ -152,7 +157,7 @@ def main() -> None:
                    PYTHONPATH=os.pathsep.join(filter(None, [args.tree,
                                                             os.environ.get("PYTHONPATH")])))
         _models(folder, env, args.rates)
-        results = {jobs: _run(jobs, folder, env, args.classical, args.device)
+        results = {jobs: _run(jobs, folder, env, args.classical, args.device, args.datasets)
                    for jobs in sorted(args.jobs)}
     serial = results[min(results)]["wall"] * min(results)
     print("| jobs | tasks | wall s | bound all s | wall / bound all | bound tasks s |"
