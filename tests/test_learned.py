@@ -457,3 +457,20 @@ def test_a_file_is_hashed_once_while_it_stays_the_same_file(tmp_path):
     (tmp_path / "other.pth").write_bytes(b"a" * 1000)
     os.replace(tmp_path / "other.pth", path)  # replaced by another file (another inode)
     assert sha256_of(path) == hashlib.sha256(b"a" * 1000).hexdigest()
+
+
+def test_non_finite_values_are_found_and_large_finite_ones_are_not():
+    """require_finite's fast path (a finite sum) and its exact check (the sum overflowed)."""
+    from harness.codecs.learned import NonFiniteValues, require_finite
+
+    for bad, count in ((float("nan"), 1), (float("inf"), 1), (-float("inf"), 1)):
+        values = torch.zeros(1000)
+        values[17] = bad
+        with pytest.raises(NonFiniteValues, match=f"{count} of 1000 values"):
+            require_finite(values, "w")
+    both = torch.tensor([float("inf"), -float("inf"), 1.0])  # their sum is NaN
+    with pytest.raises(NonFiniteValues, match="2 of 3"):
+        require_finite(both, "w")
+    require_finite(torch.full((10,), 60000.0, dtype=torch.float16), "w")  # sum overflows
+    require_finite(torch.full((4,), 1e308, dtype=torch.float64), "w")
+    require_finite(torch.tensor([2**62, 2**62]), "w")  # integers are not checked

@@ -209,11 +209,17 @@ class NonFiniteValues(CheckpointError):
 def require_finite(tensor, what: str) -> None:
     import torch
 
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
-        raise NonFiniteValues(
-            f"non-finite values in {what}: {bad} of {tensor.numel()} values are NaN or inf"
-            " (a diverged or damaged checkpoint; nothing was entropy-coded)")
+    if not tensor.is_floating_point():
+        return
+    # a NaN or inf anywhere makes the sum NaN or inf: a finite sum proves every value
+    # finite, at a twentieth of the cost of a boolean copy (0.03 s for STF's 100 M
+    # weights); a sum that overflowed on finite values is told apart by the exact check
+    if bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all()):
+        return
+    bad = int((~torch.isfinite(tensor)).sum())
+    raise NonFiniteValues(
+        f"non-finite values in {what}: {bad} of {tensor.numel()} values are NaN or inf"
+        " (a diverged or damaged checkpoint; nothing was entropy-coded)")
 
 
 def _require_finite_output(module_name: str):
