@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -325,8 +326,6 @@ def out_of_device_memory(exc: BaseException, codec: Codec) -> bool:
     """Whether ``exc`` is ``codec``'s GPU (or other accelerator) running out of memory."""
     if getattr(codec, "device", "cpu") == "cpu":
         return False
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
