@@ -53,7 +53,7 @@ class CheckpointMismatch(CheckpointError):
 _DIGESTS: dict[tuple, str] = {}
 
 
-def _file_state(path: str | os.PathLike) -> tuple:
+def file_state(path: str | os.PathLike) -> tuple:
     """What changes when a file is replaced or written: its path, device and inode,
     size, and modification and status-change times (the latter cannot be set back)."""
     found = os.stat(path)
@@ -64,7 +64,7 @@ def _file_state(path: str | os.PathLike) -> tuple:
 def sha256_of(path: str | os.PathLike) -> str:
     """The file's SHA-256, hashed once per process while the file stays unchanged (or
     told by :func:`remember_digests`)."""
-    state = _file_state(path)
+    state = file_state(path)
     if state not in _DIGESTS:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:

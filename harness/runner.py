@@ -265,9 +265,10 @@ def measure(task: Task, torch_threads: int = 1, timeout: float | None = None,
         except Exception as exc:
             if not out_of_device_memory(exc, codec):
                 raise
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            said = str(exc).strip().splitlines()
+            reason = said[0][:200] if said else type(exc).__name__
             row = _new_row(task, note=f"{DEVICE_FALLBACK}: out of memory on {task.device}"
-                           f" ({reason or type(exc).__name__}); measured on the CPU")
+                           f" ({reason}); measured on the CPU")
             _on_the_cpu(task, codec, image, row, stage, timeout, marker)
     except Exception as exc:  # one bad image or codec must not end the run
         last = traceback.extract_tb(exc.__traceback__)[-1]

@@ -40,6 +40,7 @@ import numpy as np
 from harness.checkpoints import (
     CheckpointError,
     CheckpointMismatch,
+    file_state,
     load_strict,
     manifest_for,
     read_state_dict,
@@ -428,15 +429,15 @@ class LearnedCodec(Codec):
         return self._models[key]
 
     def _file_state(self, quality: Quality) -> tuple | None:
-        """(path, size, mtime) of the weights file of ``quality``; None if not known."""
+        """The weights file of ``quality`` as :func:`~harness.checkpoints.file_state`
+        tells it apart; None if not known or not there."""
         path = self._local_weights(quality)
         if path is None:
             return None
         try:
-            found = path.stat()
+            return file_state(path)
         except OSError:
             return None
-        return str(path), found.st_size, found.st_mtime_ns
 
     def _load(self, quality: Quality):
         """The network of ``quality`` read from its file (see :meth:`model`)."""
