@@ -243,3 +243,28 @@ def test_gpu_tasks_run_beside_the_cpus_and_fall_back_to_it_out_of_memory(
         else:
             assert note is None, (codec, quality, note)
     assert "2 measurement(s) ran out of GPU memory" in done.stdout, done.stdout
+
+
+def test_a_fallback_that_fails_on_the_cpu_too_is_an_error_row_that_says_both(
+        installed_plugin, photo_folder, tmp_path):  # noqa: F811
+    """Out of GPU memory, then an error on the CPU: the row has the CPU's error and the
+    note of the fallback; the other rows are measured and the run resumes nothing."""
+    store = tmp_path / "fails.sqlite"
+    args = ("run", "--datasets", str(photo_folder), "--codecs", "toy-device-model",
+            "--qualities", "2", "4", "--device", "cuda", "--jobs", "1", "--store",
+            str(store), "--no-progress", "--no-report")
+    env = _with_plugin(installed_plugin) | {"TOY_LOG": str(tmp_path / "toy.log"),
+                                            "TOY_CPU_FAILS": "1"}
+    done = run_cli(*args, env=env, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT quality, error, note FROM results ORDER BY quality").fetchall()
+    assert len(rows) == 4
+    for quality, error, note in rows:
+        if quality == 2:
+            assert "encoding: ValueError: the CPU cannot either" in error, error
+            assert note.startswith("device_fallback: out of memory on cuda"), note
+        else:
+            assert error is None and note is None, (quality, error, note)
+    again = run_cli(*args, env=env, cwd=tmp_path)  # the 2 measured rows are kept
+    assert re.search(r"^2 measured in .* 2 reused", again.stdout, re.M), again.stdout

@@ -121,7 +121,8 @@ class ToyDeviceModel(ToyModel):
     cuda``) but computes on the CPU whatever it is told, so that the runner's GPU
     workers are tested on any machine. Its log lines end with the device. At quality 2
     on any device but the CPU, it runs out of that device's memory: for real where
-    PyTorch sees a GPU (it asks for a PiB), else by raising what PyTorch would."""
+    PyTorch sees a GPU (it asks for a PiB), else by raising what PyTorch would. With
+    $TOY_CPU_FAILS set, quality 2 also fails on the CPU."""
 
     name = "toy-device-model"
     accepted_options = ("device",)
@@ -147,6 +148,8 @@ class ToyDeviceModel(ToyModel):
             raise torch.cuda.OutOfMemoryError(
                 f"CUDA out of memory. Tried to allocate 20.00 GiB (a test plugin on"
                 f" {self.device})")
+        if int(quality) == 2 and os.environ.get("TOY_CPU_FAILS"):
+            raise ValueError("the CPU cannot either (a test plugin)")
         return super().encode(image, quality)
 
 
