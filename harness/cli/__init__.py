@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted")
         return EXIT_INTERRUPTED
+    finally:
+        if "harness.runner" in sys.modules:  # a command that measured: its workers are idle
+            sys.modules["harness.runner"].stop_workers()
 
 
 if __name__ == "__main__":
