@@ -90,13 +90,17 @@ def remember_digests(digests: dict[tuple, str]) -> None:
 MAX_CHECKPOINT_BYTES = 4 << 30
 
 
-def check_checkpoint_format(path: str | os.PathLike) -> None:
+def check_checkpoint_format(path: str | os.PathLike) -> bool:
     """Refuse, before anything of it is deserialised, a file that is not plain weights.
 
     Only a torch zip archive (``torch.save``; records are stored, ``data.pkl`` holds the
     structure) or a legacy torch pickle is read. A TorchScript archive is a program
     (``torch.load`` hands it to ``torch.jit.load``, which runs its code), so it is
     refused, as is an archive whose records unpack past the size cap.
+
+    Returns whether the file can be memory-mapped: a zip archive whose records are all
+    stored uncompressed, as ``torch.save`` writes them (not a legacy pickle, nor an
+    archive zipped again with compression).
     """
     path = Path(path)
     if not path.is_file():
@@ -107,7 +111,7 @@ def check_checkpoint_format(path: str | os.PathLike) -> None:
     if not head:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     if head[:1] == b"\x80":  # a pickle: the legacy torch format, read by the unpicklers
-        return
+        return False
     if head != b"PK\x03\x04":
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint: it is neither a torch.save zip"
@@ -135,6 +139,7 @@ def check_checkpoint_format(path: str | os.PathLike) -> None:
             f"{path} ({path.stat().st_size} bytes) unpacks to {unpacked} bytes, over the"
             f" {limit}-byte limit for a checkpoint; refused before reading it (set"
             " HARNESS_MAX_CHECKPOINT_BYTES to raise the limit for a genuine file)")
+    return all(r.compress_type == zipfile.ZIP_STORED for r in records)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict:
@@ -147,9 +152,12 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     import torch
 
     path = Path(path)
-    check_checkpoint_format(path)
+    mappable = check_checkpoint_format(path)
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        # mapped, the tensors are the file's cached pages: no copy of the whole file is
+        # read first (STF's 400 MB: 0.05 s instead of 0.25 s), and the network's load
+        # copies each tensor once
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mappable)
     except pickle.UnpicklingError as exc:
         found = re.findall(r"GLOBAL ([\w.]+)", str(exc))
         what = f" (it contains {', '.join(dict.fromkeys(found))})" if found else ""

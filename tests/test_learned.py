@@ -474,3 +474,31 @@ def test_non_finite_values_are_found_and_large_finite_ones_are_not():
     require_finite(torch.full((10,), 60000.0, dtype=torch.float16), "w")  # sum overflows
     require_finite(torch.full((4,), 1e308, dtype=torch.float64), "w")
     require_finite(torch.tensor([2**62, 2**62]), "w")  # integers are not checked
+
+
+def test_a_mapped_checkpoint_reads_as_a_copied_one_and_the_network_keeps_its_own(tmp_path,
+                                                                                checkpoints):
+    """torch.save archives are memory-mapped; legacy pickles and re-compressed archives
+    are read whole (the decompression-bomb test reads one); a network loaded from a
+    mapped file holds copies, so rewriting the file afterwards changes nothing in it."""
+    from harness.checkpoints import check_checkpoint_format
+
+    source = checkpoints["bmshj2018-hyperprior"]
+    legacy = tmp_path / "legacy.pth"
+    torch.save(torch.load(source, weights_only=True), legacy,
+               _use_new_zipfile_serialization=False)
+    mapped = tmp_path / "mapped.pth"
+    mapped.write_bytes(source.read_bytes())
+    assert check_checkpoint_format(mapped) and not check_checkpoint_format(legacy)
+    one, other = read_state_dict(mapped), read_state_dict(legacy)
+    assert one.keys() == other.keys()
+    assert all(torch.equal(one[key], other[key]) for key in one)
+    del one, other
+
+    codec = create_codec("bmshj2018-hyperprior", checkpoint=str(mapped))
+    weights = {k: v.clone() for k, v in codec.model(1).state_dict().items()}
+    mapped.write_bytes(b"\0" * mapped.stat().st_size)  # in place: same inode, zeros
+    assert all(torch.equal(v, codec.model(1).state_dict()[k]) for k, v in weights.items())
+    pixels = np.zeros((64, 64, 3), np.uint8)
+    assert codec.decode(codec.encode(pixels, 1)).shape == pixels.shape
+
