@@ -502,3 +502,23 @@ def test_a_mapped_checkpoint_reads_as_a_copied_one_and_the_network_keeps_its_own
     pixels = np.zeros((64, 64, 3), np.uint8)
     assert codec.decode(codec.encode(pixels, 1)).shape == pixels.shape
 
+
+def test_a_warm_up_runs_once_per_network_layout_in_a_process(monkeypatch):
+    """The next rate point of a layout already run here is loaded but not run again: a
+    worker switching models pays no second warm-up; a wider network is warmed."""
+    from harness.codecs import learned
+
+    monkeypatch.setattr(learned, "_LAYOUTS_RUN", set())
+    codec = create_codec("bmshj2018-hyperprior")
+    for quality in (1, 2, 6):
+        codec.use_random_weights(quality)
+    runs, encode = [], codec.encode
+    monkeypatch.setattr(codec, "encode",
+                        lambda image, quality: runs.append(quality) or encode(image, quality))
+    for quality in (1, 2, 6, 1):
+        codec.warm_up(quality)
+    assert runs == [1, 6]  # q2 has q1's layout (N=128, M=192); q6's is wider (192, 320)
+    codec.release_models()
+    codec.use_random_weights(2)
+    codec.warm_up(2)  # loaded again: still a layout that has run
+    assert runs == [1, 6] and 2.0 in codec._warm
