@@ -1,11 +1,12 @@
 """A mixed plan at --jobs 1 and 2: wall time against its lower bound, model loads, memory.
 
     python bench/mixed_plan.py [--jobs 1 2] [--tree DIR] [--device cuda] [--classical C ...]
-                               [--rates N] [--datasets D ...]
+                               [--learned ARCH ...] [--rates N] [--datasets D ...]
 
 The plan: jpeg, webp-cli and x265 (containers, or native binaries) and two learned
 codecs with random weights of their released layouts, registered as models of one's
 own at 3 rate points each (bmshj2018-hyperprior and stf), on the four sample photos.
+``--learned`` names other architectures (e.g. ``bmshj2018-hyperprior stf wacnn tcm``).
 Each --jobs value runs on a fresh store. Two lower bounds of a run at N jobs, each
 max(time / N, the longest task): "all" takes the time of the run at 1 job (every cost
 this runner pays: model loads, images, the parent; but learned codecs run there on
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 CLASSICAL = ["jpeg", "webp-cli", "x265"]
-LEARNED = {"rand-hyperprior": "bmshj2018-hyperprior", "rand-stf": "stf"}
+LEARNED = ["bmshj2018-hyperprior", "stf"]  # architectures, registered as rand-<name>
 
 
 def _tree_rss(root: int) -> int:
@@ -61,14 +62,16 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def _models(folder: Path, env: dict, rates: int) -> None:
+def _models(folder: Path, env: dict, rates: int, learned: list[str]) -> list[str]:
     """Random weights of the released layouts saved as checkpoints, registered as models."""
     import torch
 
     from harness.registry import new_codec
 
-    for name, architecture in LEARNED.items():
-        files = []
+    names = []
+    for architecture in learned:
+        name, files = f"rand-{architecture}", []
+        names.append(name)
         for quality in range(1, rates + 1):
             torch.manual_seed(quality)
             net = new_codec(architecture).random_network(quality)
@@ -77,13 +80,14 @@ def _models(folder: Path, env: dict, rates: int) -> None:
         subprocess.run([sys.executable, "-m", "harness", "models", "add", name, "--arch",
                         architecture, "--checkpoints", *map(str, files)], env=env, check=True,
                        capture_output=True)
+    return names
 
 
-def _run(jobs: int, folder: Path, env: dict, classical: list[str], device: str,
-         datasets: list[str]) -> dict:
+def _run(jobs: int, folder: Path, env: dict, classical: list[str], learned: list[str],
+         device: str, datasets: list[str]) -> dict:
     store = folder / f"jobs{jobs}.sqlite"
     command = [sys.executable, "-m", "harness", "run", "--datasets", *datasets, "--codecs",
-               *classical, *LEARNED, "--jobs", str(jobs), "--store", str(store),
+               *classical, *learned, "--jobs", str(jobs), "--store", str(store),
                "--no-progress", "--no-report", "--device", device]
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -101,7 +105,7 @@ def _run(jobs: int, folder: Path, env: dict, classical: list[str], device: str,
                           ).fetchall()
     if any(error for *_, error in rows):
         raise SystemExit(f"rows failed: {[r for r in rows if r[3]][:3]}")
-    times = [(name in LEARNED, t + _metrics_seconds(h, tuple(datasets)))
+    times = [(name in learned, t + _metrics_seconds(h, tuple(datasets)))
              for name, t, h, _ in rows]
     every = [t for _, t in times]
     if device == "cpu":
@@ -148,6 +152,8 @@ def main() -> None:
     parser.add_argument("--tree", help="another checkout whose harness runs the plan")
     parser.add_argument("--device", default="cpu", help="the learned codecs' (default cpu)")
     parser.add_argument("--classical", nargs="+", default=CLASSICAL)
+    parser.add_argument("--learned", nargs="+", default=LEARNED,
+                        help="architectures with random weights (default: %(default)s)")
     parser.add_argument("--rates", type=int, default=3, help="rate points of each learned codec")
     parser.add_argument("--datasets", nargs="+", default=["sample"])
     args = parser.parse_args()
@@ -156,8 +162,9 @@ def main() -> None:
         env = dict(os.environ, HARNESS_CHECKPOINTS=str(folder / "manifests"),
                    PYTHONPATH=os.pathsep.join(filter(None, [args.tree,
                                                             os.environ.get("PYTHONPATH")])))
-        _models(folder, env, args.rates)
-        results = {jobs: _run(jobs, folder, env, args.classical, args.device, args.datasets)
+        learned = _models(folder, env, args.rates, args.learned)
+        results = {jobs: _run(jobs, folder, env, args.classical, learned, args.device,
+                              args.datasets)
                    for jobs in sorted(args.jobs)}
     serial = results[min(results)]["wall"] * min(results)
     print("| jobs | tasks | wall s | bound all s | wall / bound all | bound tasks s |"
