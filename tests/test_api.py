@@ -288,3 +288,30 @@ def test_codecs_says_which_files_of_a_model_of_your_own_are_missing(tmp_path):
     mine = done.stdout.split("\nmine ", 1)[1]
     assert "model mine has no file for checkpoint 2 here (`harness models show mine`" in mine
     assert "checkpoint 1 " not in mine and "harness checkpoints add" not in mine
+
+
+def test_a_command_that_measured_ends_its_worker_processes_when_it_returns(tmp_path,
+                                                                            photo_folder):
+    """Not at the interpreter's exit, where each would first unload torch and its
+    networks (a second apiece): they are killed as the command returns."""
+    done = run_python(f"""
+        import time
+        from harness import runner
+        from harness.cli import main
+        from harness.processes import pid_alive
+
+        workers, stop = [], runner.stop_workers
+        def spy():
+            workers.extend(pid for pool in runner._pools if pool for pid in pool._processes)
+            stop()
+        runner.stop_workers = spy
+        code = main(["run", "--datasets", {str(photo_folder)!r}, "--codecs", "jpeg",
+                     "--jobs", "2", "--store", "s.sqlite", "--no-progress", "--no-report"])
+        deadline = time.time() + 10
+        while any(map(pid_alive, workers)) and time.time() < deadline:
+            time.sleep(0.05)
+        print("exit", code, "workers", len(workers), "alive", sum(map(pid_alive, workers)),
+              "pools", len(runner._pools))
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("exit 0 workers 2 alive 0 pools 0"), done.stdout
