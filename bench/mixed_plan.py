@@ -78,8 +78,8 @@ def _models(folder: Path, env: dict, rates: int, learned: list[str]) -> list[str
             files.append(folder / f"{name}-{quality}.pth")
             torch.save(net.state_dict(), files[-1])
         subprocess.run([sys.executable, "-m", "harness", "models", "add", name, "--arch",
-                        architecture, "--checkpoints", *map(str, files)], env=env, check=True,
-                       capture_output=True)
+                        architecture, "--checkpoints", *map(str, files)], env=env, cwd=folder,
+                       check=True, capture_output=True)
     return names
 
 
@@ -90,8 +90,10 @@ def _run(jobs: int, folder: Path, env: dict, classical: list[str], learned: list
                *classical, *learned, "--jobs", str(jobs), "--store", str(store),
                "--no-progress", "--no-report", "--device", device]
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    # run from the temporary folder: `python -m` puts the working directory first on
+    # sys.path, where a checkout's own harness would shadow --tree's
+    process = subprocess.Popen(command, env=env, cwd=folder, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     peak = 0
     while process.poll() is None:
         peak = max(peak, _tree_rss(process.pid))
@@ -157,14 +159,22 @@ def main() -> None:
     parser.add_argument("--rates", type=int, default=3, help="rate points of each learned codec")
     parser.add_argument("--datasets", nargs="+", default=["sample"])
     args = parser.parse_args()
+    # the runs start in a temporary folder: a folder of images is named absolutely
+    datasets = [str(Path(d).resolve()) if Path(d).exists() else d for d in args.datasets]
     with tempfile.TemporaryDirectory(prefix="mixed-plan-") as tmp:
         folder = Path(tmp)
         env = dict(os.environ, HARNESS_CHECKPOINTS=str(folder / "manifests"),
                    PYTHONPATH=os.pathsep.join(filter(None, [args.tree,
                                                             os.environ.get("PYTHONPATH")])))
+        if args.tree:  # the runs must use that checkout's harness, not an installed one
+            probe = [sys.executable, "-c", "import harness; print(harness.__file__)"]
+            found = subprocess.run(probe, env=env, cwd=folder, capture_output=True,
+                                   text=True).stdout.strip()
+            if not Path(found).resolve().is_relative_to(Path(args.tree).resolve()):
+                raise SystemExit(f"--tree {args.tree}: the runs would import {found}")
         learned = _models(folder, env, args.rates, args.learned)
         results = {jobs: _run(jobs, folder, env, args.classical, learned, args.device,
-                              args.datasets)
+                              datasets)
                    for jobs in sorted(args.jobs)}
     serial = results[min(results)]["wall"] * min(results)
     print("| jobs | tasks | wall s | bound all s | wall / bound all | bound tasks s |"
