@@ -522,8 +522,7 @@ class LearnedCodec(Codec):
         already, run it once on a small image (first calls are slow)."""
         if float(quality) not in self._warm:
             net = self.model(quality)
-            layout = (self.device, type(net).__qualname__,
-                      tuple(tuple(p.shape) for p in net.parameters()))
+            layout = (self.device, type(net), tuple(tuple(p.shape) for p in net.parameters()))
             if layout not in _LAYOUTS_RUN:
                 blank = np.zeros((self.pad_multiple, self.pad_multiple, 3), np.uint8)
                 self.decode(self.encode(blank, quality))
